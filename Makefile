@@ -1,0 +1,42 @@
+# Transformers course: build releases, grade, test. Every target creates .venv when it is missing.
+PYTHON_BOOTSTRAP ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+# token-id caches and built artefacts stay inside the checkout
+export COURSE_CACHE_DIR ?= $(CURDIR)/build/cache
+# the data mirror beside the checkout, when there is one (course machines, CI)
+MIRROR := $(abspath ../shared/data)
+ifneq ($(wildcard $(MIRROR)/imdb/train.parquet),)
+export COURSE_DATA_DIR ?= $(MIRROR)
+endif
+
+.PHONY: env release test grade grade-all bench-grading clean
+env: $(VENV)/.ready
+
+$(VENV)/.ready: requirements.txt shared/pyproject.toml
+	@test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3" >/dev/null
+	@touch $@
+
+## make release: student notebooks (assignments/), autograder zips (build/zips/), self-grading table
+release: env
+	$(PY) -m autograder.build $(ASSIGNMENTS)
+
+## make test: the repository's test suite (what CI runs)
+test: env
+	$(PY) -m pytest tests
+
+## make grade SUBMISSION=path.ipynb|path.zip [ASSIGNMENT=a1_tfidf]
+grade: env
+	@test -n "$(SUBMISSION)" || (echo "usage: make grade SUBMISSION=path/to/notebook.ipynb|export.zip [ASSIGNMENT=name]" && exit 2)
+	$(PY) -m autograder.grade "$(SUBMISSION)" $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
+
+## make grade-all SUBMISSIONS=folder [ASSIGNMENT=a1_tfidf]
+grade-all: env
+	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade-all SUBMISSIONS=folder [ASSIGNMENT=name]" && exit 2)
+	$(PY) -m autograder.grade --all "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
+
+clean:
+	rm -rf build

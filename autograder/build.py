@@ -1,0 +1,204 @@
+"""Build student releases and Gradescope autograder zips from the reference solutions.
+
+    python -m autograder.build [NAME ...] [--no-self-grade]
+
+For each assignment:
+  1. the master `solutions/NAME/NAME.py` (jupytext percent format, otter-assign markers) becomes a
+     notebook in build/NAME/master/, next to a copy of the course library and the data grading needs;
+  2. `otter assign` splits it into the student notebook (-> assignments/NAME/, committed) and the
+     autograder zip (-> build/zips/NAME-autograder.zip);
+  3. the reference solution is executed end to end (training included; cached until the master or the
+     course library changes) to produce the reference weights;
+  4. the reference submission and the untouched student notebook are graded through the same path as
+     a student's; the build fails unless the reference gets full marks and the stub gets zero.
+A table of questions, points, scores and build time closes the run.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+from autograder.assignments import ASSIGNMENTS, BUILD, ROOT, Assignment
+
+COURSE_LIBRARY = ROOT / "shared" / "course"
+GRADING_DATA_CACHE = BUILD / "grading_data"
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def grading_data_file(name: str) -> Path:
+    """Create (once) a data file the autograder ships, from the course's own data code."""
+    from course import data, text
+
+    path = GRADING_DATA_CACHE / name
+    if path.exists():
+        return path
+    GRADING_DATA_CACHE.mkdir(parents=True, exist_ok=True)
+    if name == "imdb_test.parquet":
+        data.load_imdb(("test",))["test"].to_parquet(str(path))
+    elif name.startswith("imdb_vocab_"):
+        size = int(name.removeprefix("imdb_vocab_").removesuffix(".txt"))
+        splits = data.imdb_splits()
+        text.Vocabulary.from_texts(splits["train"][0] + splits["val"][0], size).save(path)
+    elif name == "shakespeare_val.txt":  # the held-out last 10% of the corpus (assignment 6)
+        corpus = data.load_tinyshakespeare()
+        path.write_text(corpus[int(0.9 * len(corpus)):], encoding="utf-8")
+    else:
+        raise ValueError(f"no recipe for grading data file {name}")
+    return path
+
+
+def student_notebook_json(dist: Path, assignment: Assignment) -> str:
+    """The student notebook otter assign made, with stable cell ids and no outputs, so that a
+    rebuild is byte-identical to the committed release."""
+    import nbformat
+
+    nb = nbformat.read(dist / "student" / f"{assignment.name}.ipynb", as_version=4)
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i:03d}"
+        if cell.cell_type == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    return nbformat.writes(nb) + "\n"
+
+
+def otter_assign(assignment: Assignment) -> Path:
+    """Run otter assign on the master; returns the dist folder (autograder/ and student/)."""
+    import jupytext
+    import nbformat
+
+    stage = BUILD / assignment.name / "master"
+    dist = BUILD / assignment.name / "dist"
+    shutil.rmtree(stage, ignore_errors=True)
+    shutil.rmtree(dist, ignore_errors=True)
+    stage.mkdir(parents=True)
+    nbformat.write(jupytext.read(assignment.master), stage / f"{assignment.name}.ipynb")
+    shutil.copytree(COURSE_LIBRARY, stage / "course", ignore=shutil.ignore_patterns("__pycache__"))
+    (stage / "grading_data").mkdir()
+    for name in assignment.grading_data:
+        shutil.copy(grading_data_file(name), stage / "grading_data" / name)
+    shutil.copy(ROOT / "autograder" / "requirements.txt", stage / "requirements.txt")
+    cmd = [sys.executable, "-m", "otter", "assign", "--no-pdfs", "--no-run-tests", f"{assignment.name}.ipynb", str(dist)]
+    result = subprocess.run(cmd, cwd=stage, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"otter assign failed for {assignment.name}:\n{result.stdout}\n{result.stderr}")
+    return dist
+
+
+def release_student_notebook(assignment: Assignment, dist: Path) -> None:
+    target = assignment.release.parent
+    target.mkdir(parents=True, exist_ok=True)
+    assignment.release.write_text(student_notebook_json(dist, assignment))
+
+
+def copy_autograder_zip(assignment: Assignment, dist: Path) -> None:
+    zips = sorted((dist / "autograder").glob(f"{assignment.name}-autograder_*.zip"))
+    if len(zips) != 1:
+        raise RuntimeError(f"expected one autograder zip in {dist / 'autograder'}, found {zips}")
+    assignment.zip_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(zips[0], assignment.zip_path)
+
+
+def _source_key(assignment: Assignment) -> str:
+    digest = hashlib.sha256(assignment.master.read_bytes())
+    for path in sorted(COURSE_LIBRARY.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def run_reference(assignment: Assignment, dist: Path) -> Path:
+    """Execute the reference solution notebook end to end; returns a submission zip of it."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    workdir = BUILD / assignment.name / "reference"
+    submission = workdir / f"{assignment.name}-reference.zip"
+    key_file = workdir / "source-key.txt"
+    key = _source_key(assignment)
+    if submission.exists() and key_file.exists() and key_file.read_text() == key:
+        log(f"  reference: up to date ({workdir.relative_to(ROOT)})")
+        return submission
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    executed = workdir / f"{assignment.name}.ipynb"
+    shutil.copy(dist / "autograder" / executed.name, executed)  # otter.Notebook reads its tests from the file
+    nb = nbformat.read(executed, as_version=4)
+    start = time.time()
+    log(f"  reference: executing the solution notebook (trains the reference model on {_device_name()}) ...")
+    NotebookClient(nb, timeout=None, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
+    nbformat.write(nb, executed)
+    log(f"  reference: executed in {time.time() - start:.0f} s -> {executed.relative_to(ROOT)}")
+    with zipfile.ZipFile(submission, "w") as zf:
+        zf.write(executed, executed.name)
+        for name in assignment.student_files:
+            if not (workdir / name).exists():
+                raise RuntimeError(f"the reference solution did not write {name}")
+            zf.write(workdir / name, name)
+    key_file.write_text(key)
+    return submission
+
+
+def _device_name() -> str:
+    import torch
+
+    return "CUDA" if torch.cuda.is_available() else "CPU"
+
+
+def build(assignment: Assignment, self_grade: bool = True) -> dict:
+    from autograder.grade import grade, per_question, question_points
+
+    start = time.time()
+    log(f"== {assignment.name}: {assignment.title}")
+    dist = otter_assign(assignment)
+    release_student_notebook(assignment, dist)
+    copy_autograder_zip(assignment, dist)
+    log(f"  student notebook -> {assignment.release.relative_to(ROOT)}; autograder -> {assignment.zip_path.relative_to(ROOT)}")
+    points = question_points(assignment)
+    row = {"assignment": assignment.name, "questions": len(points), "points": sum(points.values())}
+    if self_grade:
+        checks = BUILD / assignment.name / "self-grade"
+        reference = grade(run_reference(assignment, dist), assignment, checks / "reference", quiet=True)
+        stub = grade(assignment.release, assignment, checks / "stub", quiet=True)
+        row["reference"] = sum(s for s, _ in per_question(reference).values())
+        row["stub"] = sum(s for s, _ in per_question(stub).values())
+        row["grading_s"] = reference.get("execution_time")
+    row["build_s"] = round(time.time() - start, 1)
+    return row
+
+
+def print_table(rows: list[dict]) -> None:
+    columns = ["assignment", "questions", "points", "reference", "stub", "grading_s", "build_s"]
+    widths = {c: max(len(c), *(len(f"{r.get(c, '-'):g}" if isinstance(r.get(c), float) else str(r.get(c, "-"))) for r in rows)) for c in columns}
+    fmt = lambda v: f"{v:g}" if isinstance(v, float) else str(v)
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for r in rows:
+        print("  ".join(fmt(r.get(c, "-")).ljust(widths[c]) for c in columns))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help="assignments to build (default: all)")
+    parser.add_argument("--no-self-grade", action="store_true", help="skip executing and grading the reference and stub")
+    args = parser.parse_args(argv)
+    names = args.names or list(ASSIGNMENTS)
+    rows = [build(ASSIGNMENTS[n], not args.no_self_grade) for n in names]
+    print()
+    print_table(rows)
+    (BUILD / "release-table.json").write_text(json.dumps(rows, indent=2))
+    failures = [r["assignment"] for r in rows if "reference" in r and (r["reference"] != r["points"] or r["stub"] != 0)]
+    if failures:
+        print(f"\nFAILED: the reference must score full marks and the stub zero: {', '.join(failures)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Grade submissions exactly as Gradescope would, with a time limit and a results.json in every case.
+
+    python -m autograder.grade SUBMISSION [--assignment NAME] [--out DIR] [--timeout S]
+    python -m autograder.grade --all FOLDER [--out DIR]
+
+A submission is a notebook or the zip the notebook's export cell makes. The grader runs
+`otter run` with the assignment's autograder zip in a separate process group under a time limit.
+If otter produces no results (timeout, crashed kernel, malformed notebook) a results.json is still
+written, with one entry per question and a message saying what happened. Next to results.json,
+summary.txt shows the per-question scores; the last line printed is `score: X / Y`.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from autograder.assignments import ASSIGNMENTS, Assignment, find
+
+DEFAULT_TIMEOUT_S = 600  # Gradescope's default limit
+
+
+def question_points(assignment: Assignment) -> dict[str, float]:
+    """Points per question, read from the test files inside the autograder zip."""
+    from otter.test_files import ExceptionTestFile
+
+    points = {}
+    with zipfile.ZipFile(assignment.zip_path) as zf:
+        for name in sorted(zf.namelist()):
+            if name.startswith("tests/") and name.endswith(".py"):
+                test_file = ExceptionTestFile.from_string(zf.read(name).decode(), name)
+                points[test_file.name] = sum(tc.points for tc in test_file.test_cases)
+    return points
+
+
+def _fallback_results(assignment: Assignment, message: str) -> dict:
+    return {
+        "score": 0.0,
+        "output": message,
+        "tests": [{"name": q, "score": 0.0, "max_score": p, "visibility": "visible", "output": message}
+                  for q, p in question_points(assignment).items()],
+    }
+
+
+def _as_submission_zip(submission: Path, assignment: Assignment, workdir: Path) -> Path:
+    """A zip like the export cell makes: the notebook plus the student's files found beside it."""
+    if submission.suffix == ".zip":
+        return submission
+    target = workdir / "submission.zip"
+    with zipfile.ZipFile(target, "w") as zf:
+        zf.write(submission, f"{assignment.name}.ipynb")
+        for extra in assignment.student_files:
+            if (submission.parent / extra).exists():
+                zf.write(submission.parent / extra, extra)
+    return target
+
+
+def grade(submission, assignment: Assignment | None = None, out_dir=None, timeout_s: float = DEFAULT_TIMEOUT_S,
+          quiet: bool = False) -> dict:
+    """Grade one submission; returns the Gradescope results dict (also written to out_dir/results.json)."""
+    submission = Path(submission).resolve()
+    assignment = assignment or find(submission.name)
+    out_dir = Path(out_dir or submission.parent / f"{submission.stem}-graded").resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not assignment.zip_path.exists():
+        raise FileNotFoundError(f"{assignment.zip_path} is missing: run `make release` first.")
+    results_path = out_dir / "results.json"
+    results_path.unlink(missing_ok=True)
+    start = time.time()
+    with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
+        log_path = out_dir / "grading.log"
+        if not submission.exists():
+            results = _fallback_results(assignment, f"Submission {submission.name} not found.")
+        else:
+            sub_zip = _as_submission_zip(submission, assignment, Path(tmp))
+            env = dict(os.environ, COURSE_GRADING="1", PYTHONUNBUFFERED="1")
+            cmd = [sys.executable, "-m", "otter", "run", "--no-logo", "-a", str(assignment.zip_path), "-o", str(out_dir), str(sub_zip)]
+            with open(log_path, "w") as log:
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp, start_new_session=True)
+                try:
+                    proc.wait(timeout=timeout_s)
+                    message = None
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)  # the kernel runs in the same process group
+                    proc.wait()
+                    message = (f"Grading stopped after {timeout_s:.0f} s: some cell runs too long or never ends. "
+                               "Check for infinite loops and make sure training cells are not needed to define your functions.")
+            if message is None and results_path.exists():
+                results = json.loads(results_path.read_text())
+            else:
+                tail = log_path.read_text(errors="replace")[-1500:]
+                results = _fallback_results(assignment, message or (
+                    "The autograder could not run this submission (is it a notebook of this assignment, "
+                    f"saved without errors?). Last output:\n{tail}"))
+    results.setdefault("execution_time", round(time.time() - start, 1))
+    results_path.write_text(json.dumps(results, indent=2))
+    score, total = summarize(results, out_dir / "summary.txt", assignment)
+    if not quiet:
+        print((out_dir / "summary.txt").read_text())
+        print(f"score: {score:g} / {total:g}")
+    return results
+
+
+def per_question(results: dict) -> dict[str, tuple[float, float]]:
+    """(score, max) per question; otter reports public and hidden parts of a question separately."""
+    scores: dict[str, list[float]] = {}
+    for test in results.get("tests", []):
+        if "score" not in test:
+            continue
+        question = test["name"].split(" - ")[0]
+        entry = scores.setdefault(question, [0.0, 0.0])
+        entry[0] += float(test.get("score") or 0)
+        entry[1] += float(test.get("max_score") or 0)
+    return {q: (s, m) for q, (s, m) in scores.items()}
+
+
+def summarize(results: dict, path: Path, assignment: Assignment) -> tuple[float, float]:
+    lines = [f"{assignment.name}: {assignment.title}", ""]
+    for test in results.get("tests", []):
+        if "score" not in test:  # otter's "Public Tests" summary entry carries no points
+            continue
+        mark = "PASS" if test.get("score", 0) >= test.get("max_score", 0) else "FAIL"
+        lines.append(f"{mark}  {test['name']:<40} {float(test.get('score') or 0):g} / {float(test.get('max_score') or 0):g}")
+        output = (test.get("output") or "").strip()
+        if mark == "FAIL" and output:
+            lines.extend("      " + line for line in output.splitlines()[-6:])
+    score = sum(s for s, _ in per_question(results).values())
+    total = sum(m for _, m in per_question(results).values())
+    lines += ["", f"total: {score:g} / {total:g}"]
+    path.write_text("\n".join(lines) + "\n")
+    return score, total
+
+
+def grade_all(folder, out_dir=None, assignment: Assignment | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> Path:
+    """Grade every notebook/zip in `folder` (one per student); one bad submission never stops the rest."""
+    folder = Path(folder)
+    out_dir = Path(out_dir or folder / "graded")
+    submissions = sorted(p for p in folder.iterdir() if p.suffix in (".ipynb", ".zip"))
+    rows, questions = [], []
+    for i, sub in enumerate(submissions, 1):
+        print(f"[{i}/{len(submissions)}] {sub.name}", flush=True)
+        try:
+            results = grade(sub, assignment, out_dir / sub.stem, timeout_s, quiet=True)
+            scores = per_question(results)
+            error = ""
+        except Exception as exc:  # noqa: BLE001 - recorded in the CSV, the loop goes on
+            scores, error = {}, f"{type(exc).__name__}: {exc}"
+        for q in scores:
+            if q not in questions:
+                questions.append(q)
+        rows.append((sub.name, scores, error))
+        print(f"    {sum(s for s, _ in scores.values()):g} / {sum(m for _, m in scores.values()):g} {error}", flush=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / "scores.csv"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["submission", *questions, "total", "max", "error"])
+        for name, scores, error in rows:
+            writer.writerow([name, *[scores.get(q, (0, 0))[0] for q in questions],
+                             sum(s for s, _ in scores.values()), sum(m for _, m in scores.values()), error])
+    print(f"wrote {csv_path}")
+    return csv_path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("submission", nargs="?", help="a notebook or export zip")
+    parser.add_argument("--all", metavar="FOLDER", help="grade every submission in FOLDER and write scores.csv")
+    parser.add_argument("--assignment", choices=sorted(ASSIGNMENTS), help="default: from the file name")
+    parser.add_argument("--out", help="output folder (default: beside the submission)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds before grading is stopped")
+    args = parser.parse_args(argv)
+    assignment = ASSIGNMENTS[args.assignment] if args.assignment else None
+    if args.all:
+        grade_all(args.all, args.out, assignment, args.timeout)
+    elif args.submission:
+        grade(args.submission, assignment, args.out, args.timeout)
+    else:
+        parser.error("give a SUBMISSION or --all FOLDER")
+
+
+if __name__ == "__main__":
+    main()

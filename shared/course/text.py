@@ -1,0 +1,119 @@
+"""Text processing as in the lecture: tokenize, build a vocabulary, encode, pad.
+
+Index 0 is reserved: it stands for both "unknown word" and "padding", exactly as in the lecture.
+Encoding 50k reviews in pure Python takes seconds, so `encode_texts` caches its result on disk.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+UNKNOWN = 0  # index of unknown words and of padding
+_WORD = re.compile(r"\b\w+\b")
+_HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case words of a review; IMDB's HTML line breaks (`<br />`) are removed first."""
+    return _WORD.findall(_HTML_BREAK.sub(" ", text.lower()))
+
+
+@dataclass
+class Vocabulary:
+    """The `size - 1` most frequent training words, numbered from 1; index 0 is unknown/padding."""
+
+    words: list[str]  # words[i] is the word of index i + 1
+    index: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.index = {word: i + 1 for i, word in enumerate(self.words)}
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str], size: int = 10_000) -> "Vocabulary":
+        counts: Counter[str] = Counter()
+        for text in texts:
+            counts.update(tokenize(text))
+        # sort by count, then alphabetically, so ties never depend on the order of the reviews
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        return cls([word for word, _ in ranked[: size - 1]])
+
+    def __len__(self) -> int:
+        return len(self.words) + 1
+
+    def encode(self, text: str) -> list[int]:
+        return [self.index.get(word, UNKNOWN) for word in tokenize(text)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return " ".join(self.words[i - 1] if 0 < i <= len(self.words) else "[UNK]" for i in ids)
+
+    def fingerprint(self) -> str:
+        return hashlib.sha1("\n".join(self.words).encode()).hexdigest()[:12]
+
+    def save(self, path) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(self.words) + "\n")
+
+    @classmethod
+    def load(cls, path) -> "Vocabulary":
+        with open(path, encoding="utf-8") as f:
+            return cls(f.read().split())
+
+
+def _texts_fingerprint(texts: Sequence[str]) -> str:
+    digest = hashlib.sha1()
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def encode_texts(texts: Sequence[str], vocab: Vocabulary, cache: bool = True, progress: bool = False) -> list[np.ndarray]:
+    """Token ids of each text, one int64 array per text.
+
+    Reviews are encoded one at a time (never holding all token strings at once, which costs
+    1.5 GB for 50k reviews) and the result is cached in `course.data.cache_dir()`.
+    """
+    from .data import cache_dir
+
+    path = cache_dir() / f"ids-{vocab.fingerprint()}-{_texts_fingerprint(texts)}.npz" if cache else None
+    if path is not None and path.exists():
+        with np.load(path) as stored:
+            flat, offsets = stored["ids"], stored["offsets"]
+    else:
+        iterator = texts
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(texts, desc="encoding", unit="review")
+        pieces = [np.asarray(vocab.encode(text), dtype=np.int32) for text in iterator]
+        offsets = np.cumsum([0] + [len(p) for p in pieces])
+        flat = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
+        if path is not None:
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, ids=flat, offsets=offsets)
+            tmp.replace(path)  # atomic: an interrupted run never leaves a half-written cache
+    return [flat[offsets[i] : offsets[i + 1]].astype(np.int64) for i in range(len(offsets) - 1)]
+
+
+def pad_sequences(sequences: Sequence[Sequence[int]], max_length: int, padding: str = "pre",
+                  truncating: str = "pre", value: int = UNKNOWN) -> np.ndarray:
+    """Fixed-length int64 matrix, like Keras' `pad_sequences` (the lecture pads and truncates at the front)."""
+    if padding not in ("pre", "post") or truncating not in ("pre", "post"):
+        raise ValueError("padding and truncating must be 'pre' or 'post'")
+    out = np.full((len(sequences), max_length), value, dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        seq = list(seq)
+        if len(seq) > max_length:
+            seq = seq[-max_length:] if truncating == "pre" else seq[:max_length]
+        if seq:
+            if padding == "pre":
+                out[row, max_length - len(seq):] = seq
+            else:
+                out[row, : len(seq)] = seq
+    return out
+

@@ -1,0 +1,158 @@
+"""A plain PyTorch training loop with the conveniences the notebooks need.
+
+`fit` picks CUDA when present, shows a progress bar, records a history, redraws the lecture's
+live loss/accuracy plot and keeps the weights of the best validation epoch. During grading it
+does nothing: the autograder evaluates the weights the student exported, it never retrains.
+"""
+from __future__ import annotations
+
+import copy
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .grading import is_grading
+
+
+def get_device() -> torch.device:
+    """CUDA when available (students train on a GPU), else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int = 42) -> None:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) so a run can be repeated."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def binary_logit_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy on raw logits (numerically stable; never feed it probabilities)."""
+    return F.binary_cross_entropy_with_logits(logits.reshape(-1), labels.float().reshape(-1))
+
+
+def binary_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of examples whose logit has the sign of the label (logit > 0 means positive)."""
+    return ((logits.reshape(-1) > 0).long() == labels.reshape(-1).long()).float().mean().item()
+
+
+def _to(batch, device):
+    return [t.to(device, non_blocking=True) if torch.is_tensor(t) else t for t in batch]
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader, loss_fn: Callable = binary_logit_loss,
+             accuracy_fn: Callable | None = binary_accuracy, device: torch.device | None = None) -> dict[str, float]:
+    """Mean loss (and accuracy) over a loader, in batches, without gradients."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total_loss, total_correct, count = 0.0, 0.0, 0
+    for *inputs, labels in loader:
+        *inputs, labels = _to([*inputs, labels], device)
+        output = model(*inputs)
+        n = labels.shape[0]
+        total_loss += loss_fn(output, labels).item() * n
+        if accuracy_fn is not None:
+            total_correct += accuracy_fn(output, labels) * n
+        count += n
+    model.train(was_training)
+    result = {"loss": total_loss / max(count, 1)}
+    if accuracy_fn is not None:
+        result["acc"] = total_correct / max(count, 1)
+    return result
+
+
+def fit(model: torch.nn.Module, train_loader, val_loader, optimizer: torch.optim.Optimizer, epochs: int,
+        loss_fn: Callable = binary_logit_loss, accuracy_fn: Callable | None = binary_accuracy,
+        keep_best: bool = True, live_plot: bool = True, title: str = "", max_seconds: float | None = None) -> dict[str, list[float]]:
+    """Train `model` for `epochs` epochs; returns the history of losses and accuracies per epoch.
+
+    Batches are tuples `(*inputs, labels)`; the model is called as `model(*inputs)`.
+    With `keep_best`, the weights of the epoch with the best validation loss (or accuracy when
+    one is measured) are restored at the end. `max_seconds` stops early after a time budget.
+    """
+    history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
+    if accuracy_fn is not None:
+        history.update(train_acc=[], val_acc=[])
+    if is_grading():
+        print("Grading mode: training is skipped; the autograder evaluates your exported weights.")
+        return history
+
+    from tqdm.auto import tqdm
+
+    from .plotting import LivePlot
+
+    device = get_device()
+    model.to(device)
+    plot = LivePlot(title) if live_plot else None
+    best_score, best_state, start = None, None, time.time()
+    for epoch in range(1, epochs + 1):
+        model.train()
+        sums, count = {"loss": 0.0, "acc": 0.0}, 0
+        bar = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False)
+        for *inputs, labels in bar:
+            *inputs, labels = _to([*inputs, labels], device)
+            output = model(*inputs)
+            loss = loss_fn(output, labels)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} in epoch {epoch}: lower the learning rate or check the model.")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            n = labels.shape[0]
+            sums["loss"] += loss.item() * n
+            if accuracy_fn is not None:
+                sums["acc"] += accuracy_fn(output.detach(), labels) * n
+            count += n
+            bar.set_postfix(loss=f"{sums['loss'] / count:.4f}")
+        val = evaluate(model, val_loader, loss_fn, accuracy_fn, device)
+        history["train_loss"].append(sums["loss"] / count)
+        history["val_loss"].append(val["loss"])
+        if accuracy_fn is not None:
+            history["train_acc"].append(sums["acc"] / count)
+            history["val_acc"].append(val["acc"])
+        score = val["acc"] if accuracy_fn is not None else -val["loss"]
+        if keep_best and (best_score is None or score > best_score):
+            best_score, best_state = score, copy.deepcopy(model.state_dict())
+        if plot is not None and plot.in_notebook:
+            plot.update(history)
+        else:
+            print(f"epoch {epoch}: " + ", ".join(f"{k} {v[-1]:.4f}" for k, v in history.items()))
+        if max_seconds is not None and time.time() - start > max_seconds:
+            print(f"Stopping after {epoch} epochs: the {max_seconds:.0f} s budget is spent.")
+            break
+    if keep_best and best_state is not None:
+        model.load_state_dict(best_state)
+        print(f"Restored the weights of the best validation epoch ({'accuracy' if accuracy_fn else '-loss'} {best_score:.4f}).")
+    return history
+
+
+def save_weights(model_or_state, path) -> Path:
+    """Save tensors as safetensors (a format that cannot execute code when loaded).
+
+    Does nothing while grading, so re-running an export cell can never overwrite the submitted file.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if is_grading():
+        return path
+    state = model_or_state.state_dict() if isinstance(model_or_state, torch.nn.Module) else model_or_state
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(path))
+    print(f"Saved {len(state)} tensors to {path} ({path.stat().st_size / 2**20:.2f} MB).")
+    return path
+
+
+def load_weights(model: torch.nn.Module, path) -> torch.nn.Module:
+    """Load safetensors weights into `model` (strict: keys and shapes must match)."""
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(path)))
+    return model

@@ -1,0 +1,57 @@
+"""The committed student releases are what the masters build, and contain no solution or hidden test."""
+import json
+import re
+
+import pytest
+
+from autograder.assignments import ASSIGNMENTS
+from autograder.build import otter_assign, student_notebook_json
+from masters import load
+
+NAMES = sorted(ASSIGNMENTS)
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def built(request):
+    assignment = ASSIGNMENTS[request.param]
+    return assignment, otter_assign(assignment)
+
+
+def test_committed_release_is_up_to_date(built):
+    assignment, dist = built
+    assert assignment.release.exists(), f"{assignment.release} is missing: run `make release` and commit it"
+    assert assignment.release.read_text() == student_notebook_json(dist, assignment), (
+        f"{assignment.release} is stale: run `make release` and commit the result")
+
+
+def _solution_lines(name):
+    """Non-trivial lines inside the master's solution regions."""
+    text = load(name)
+    lines, inside = [], False
+    for cell in text.solution_cells:
+        for line in cell.splitlines():
+            stripped = line.strip()
+            if stripped.endswith("# BEGIN SOLUTION") or stripped.endswith("# BEGIN SOLUTION NO PROMPT"):
+                inside = True
+            elif stripped.endswith("# END SOLUTION"):
+                inside = False
+            elif inside or re.search(r"#\s*SOLUTION", stripped):
+                code = re.sub(r"\s*#\s*SOLUTION( NO PROMPT)?$", "", stripped)
+                if len(code) > 12 and not code.startswith("#"):
+                    lines.append(code)
+    return lines
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_release_contains_no_solution_and_no_hidden_test(name):
+    assignment = ASSIGNMENTS[name]
+    notebook = assignment.release.read_text()
+    code = "\n".join("".join(c["source"]) for c in json.loads(notebook)["cells"] if c["cell_type"] == "code")
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "# SOLUTION", "BEGIN TESTS", "TEST CONFIG", "BEGIN QUESTION"):
+        assert marker not in notebook, f"{marker!r} reached {assignment.release}"
+    leaked = [line for line in _solution_lines(name) if line in code]
+    assert not leaked, f"solution code reached the student notebook: {leaked[:5]}"
+    for question, tests in load(name).tests.items():
+        for test in tests:
+            if test.hidden:
+                assert test.name not in notebook, f"hidden test {test.name} ({question}) reached the student notebook"
