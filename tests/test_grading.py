@@ -1,0 +1,96 @@
+"""Grading assignment 1 end to end through the same path as Gradescope (otter run on the zip):
+the reference scores full marks, the stub zero, and broken submissions still get a results.json
+with a message, within a bounded time."""
+import csv
+import json
+import shutil
+import zipfile
+
+import nbformat
+import pytest
+
+from autograder.assignments import ASSIGNMENTS
+from autograder.build import copy_autograder_zip, otter_assign, run_reference
+from autograder.grade import grade, grade_all
+
+A1 = ASSIGNMENTS["a1_tfidf"]
+FULL = 18
+
+
+@pytest.fixture(scope="module")
+def reference_zip():
+    dist = otter_assign(A1)
+    copy_autograder_zip(A1, dist)
+    return run_reference(A1, dist)  # trains the reference (about 30 s on CPU; cached in build/)
+
+
+def _notebook(reference_zip, tmp_path, edit=None):
+    with zipfile.ZipFile(reference_zip) as zf:
+        nb = nbformat.reads(zf.read(f"{A1.name}.ipynb").decode(), as_version=4)
+    if edit:
+        edit(nb)
+    path = tmp_path / f"{A1.name}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def _insert_after_imports(source):
+    def edit(nb):
+        index = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "VOCAB_SIZE = 10_000" in c.source)
+        nb.cells.insert(index + 1, nbformat.v4.new_code_cell(source))
+    return edit
+
+
+def test_reference_scores_full_marks(reference_zip, tmp_path):
+    results = grade(reference_zip, A1, tmp_path, quiet=True)
+    scores = {t["name"]: t["score"] for t in results["tests"] if "score" in t}
+    assert sum(scores.values()) == FULL, scores
+    assert (tmp_path / "summary.txt").read_text().strip().endswith(f"total: {FULL} / {FULL}")
+
+
+def test_stub_scores_zero(reference_zip, tmp_path):
+    results = grade(A1.release, A1, tmp_path, quiet=True)
+    assert sum(t["score"] for t in results["tests"] if "score" in t) == 0
+
+
+def test_missing_weights_loses_only_the_model_question(reference_zip, tmp_path):
+    notebook = _notebook(reference_zip, tmp_path)  # a notebook with no weights file beside it
+    results = grade(notebook, A1, tmp_path / "out", quiet=True)
+    by_question = {t["name"]: t for t in results["tests"] if "score" in t}
+    assert by_question["q6_trained_model"]["score"] == 0
+    assert "a1_weights.safetensors is missing" in by_question["q6_trained_model"]["output"]
+    assert sum(t["score"] for t in by_question.values()) == FULL - 4
+
+
+def test_endless_cell_is_stopped_with_a_message(reference_zip, tmp_path):
+    notebook = _notebook(reference_zip, tmp_path, _insert_after_imports("while True:\n    pass"))
+    results = grade(notebook, A1, tmp_path / "out", timeout_s=60, quiet=True)
+    assert results["tests"] and all(t["score"] == 0 for t in results["tests"])
+    assert "stopped after 60 s" in results["tests"][0]["output"]
+    assert json.loads((tmp_path / "out" / "results.json").read_text()) == results
+
+
+def test_raising_cell_still_gives_results(reference_zip, tmp_path):
+    notebook = _notebook(reference_zip, tmp_path, _insert_after_imports("raise RuntimeError('student bug')"))
+    results = grade(notebook, A1, tmp_path / "out", quiet=True)
+    assert len([t for t in results["tests"] if "score" in t]) == 7
+
+
+@pytest.mark.parametrize("content", ["this is not a notebook", ""])
+def test_malformed_notebook_gets_a_message(reference_zip, tmp_path, content):
+    path = tmp_path / f"{A1.name}.ipynb"
+    path.write_text(content)
+    results = grade(path, A1, tmp_path / "out", quiet=True)
+    assert results["tests"] and all(t["score"] == 0 for t in results["tests"])
+    assert "could not run this submission" in results["tests"][0]["output"]
+
+
+def test_grade_all_writes_one_row_per_submission(reference_zip, tmp_path):
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    shutil.copy(reference_zip, folder / "a1_tfidf_alice.zip")
+    (folder / "a1_tfidf_bob.ipynb").write_text("{broken")
+    csv_path = grade_all(folder, tmp_path / "graded", A1)
+    rows = {r["submission"]: r for r in csv.DictReader(open(csv_path))}
+    assert float(rows["a1_tfidf_alice.zip"]["total"]) == FULL
+    assert float(rows["a1_tfidf_bob.ipynb"]["total"]) == 0

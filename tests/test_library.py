@@ -1,0 +1,128 @@
+"""The course library: text processing, data errors, safe weight loading, grading-mode behaviour."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from course import data, grading, text, training
+
+
+def test_tokenize_lowercases_and_drops_html_breaks():
+    assert text.tokenize("Great<br /><br />movie, NOT bad!") == ["great", "movie", "not", "bad"]
+    assert text.tokenize("") == []
+
+
+def test_vocabulary_is_deterministic_and_reserves_zero():
+    docs = ["b a b", "c a b", "d"]
+    vocab = text.Vocabulary.from_texts(docs, size=3)
+    assert vocab.words == ["b", "a"] and len(vocab) == 3
+    assert vocab.encode("a b zebra") == [2, 1, 0]
+    assert vocab.decode([2, 1, 0]) == "a b [UNK]"
+    assert text.Vocabulary.from_texts(reversed(docs), size=10).words == text.Vocabulary.from_texts(docs, size=10).words
+
+
+def test_vocabulary_save_load_roundtrip(tmp_path):
+    vocab = text.Vocabulary.from_texts(["x y y z"], size=10)
+    vocab.save(tmp_path / "v.txt")
+    assert text.Vocabulary.load(tmp_path / "v.txt").words == vocab.words
+
+
+def test_encode_texts_caches(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    vocab = text.Vocabulary.from_texts(["a b c", "a"], size=10)
+    first = text.encode_texts(["a b", "", "c zz"], vocab)
+    assert len(list(tmp_path.glob("ids-*.npz"))) == 1
+    second = text.encode_texts(["a b", "", "c zz"], vocab)
+    assert [s.tolist() for s in first] == [s.tolist() for s in second] == [[1, 2], [], [3, 0]]
+
+
+@pytest.mark.parametrize("padding,truncating,expected", [
+    ("pre", "pre", [[0, 0, 1, 2], [3, 4, 5, 6], [0, 0, 0, 0]]),
+    ("post", "post", [[1, 2, 0, 0], [2, 3, 4, 5], [0, 0, 0, 0]]),
+])
+def test_pad_sequences(padding, truncating, expected):
+    out = text.pad_sequences([[1, 2], [2, 3, 4, 5, 6], []], 4, padding, truncating)
+    assert out.dtype == np.int64 and out.tolist() == expected
+
+
+def test_missing_data_names_both_options(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(data.DataUnavailableError, match="COURSE_DATA_DIR"):
+        data.load_imdb()
+    err = data._unavailable("the IMDB reviews", "imdb/*.parquet", data.IMDB_HUB_NAME, OSError("offline"))
+    assert "COURSE_DATA_DIR" in str(err) and "Hugging Face Hub" in str(err) and "offline" in str(err)
+
+
+SHAPES = {"w": (2, 3), "b": (2,)}
+
+
+def _save(path, **tensors):
+    from safetensors.torch import save_file
+    save_file(tensors, str(path))
+
+
+def test_load_submitted_weights_accepts_correct_file(tmp_path):
+    _save(tmp_path / "ok.safetensors", w=torch.ones(2, 3), b=torch.zeros(2))
+    state = grading.load_submitted_weights(tmp_path / "ok.safetensors", SHAPES)
+    assert set(state) == {"w", "b"}
+
+
+@pytest.mark.parametrize("case,match", [
+    ("missing", "missing"), ("wrong_keys", "wrong tensors"), ("wrong_shape", "shape"),
+    ("nan", "NaN"), ("pickle", "not a safetensors"), ("too_big", "cap"),
+])
+def test_load_submitted_weights_rejects_bad_files(tmp_path, case, match):
+    path = tmp_path / "w.safetensors"
+    if case == "wrong_keys":
+        _save(path, w=torch.ones(2, 3), extra=torch.ones(1))
+    elif case == "wrong_shape":
+        _save(path, w=torch.ones(3, 2), b=torch.zeros(2))
+    elif case == "nan":
+        _save(path, w=torch.full((2, 3), float("nan")), b=torch.zeros(2))
+    elif case == "pickle":
+        marker = tmp_path / "executed"
+
+        class Evil:
+            def __reduce__(self):
+                return (open, (str(marker), "w"))
+        path.write_bytes(pickle.dumps(Evil()))
+    elif case == "too_big":
+        _save(path, w=torch.ones(2, 3), b=torch.zeros(2))
+        with pytest.raises(grading.SubmissionError, match=match):
+            grading.load_submitted_weights(path, SHAPES, max_mb=1e-6)
+        return
+    with pytest.raises(grading.SubmissionError, match=match):
+        grading.load_submitted_weights(path, SHAPES)
+    if case == "pickle":
+        assert not (tmp_path / "executed").exists(), "loading a pickle ran code"
+
+
+def test_training_and_saving_do_nothing_while_grading(monkeypatch, tmp_path):
+    monkeypatch.setenv(grading.GRADING_ENV, "1")
+    model = torch.nn.Linear(3, 1)
+    before = model.weight.clone()
+    loader = [(torch.randn(4, 3), torch.ones(4))]
+    history = training.fit(model, loader, loader, torch.optim.SGD(model.parameters(), lr=1.0), epochs=3, live_plot=False)
+    assert history["train_loss"] == [] and torch.equal(model.weight, before)
+    training.save_weights(model, tmp_path / "m.safetensors")
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_fit_learns_and_keeps_best_weights(monkeypatch, tmp_path):
+    monkeypatch.delenv(grading.GRADING_ENV, raising=False)
+    training.seed_everything(0)
+    x = torch.randn(256, 5)
+    y = (x[:, 0] > 0).float()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=True)
+    model = torch.nn.Linear(5, 1)
+    wrapped = lambda inp: model(inp).squeeze(-1)
+    net = torch.nn.Module()
+    net.forward, net.lin = wrapped, model
+    history = training.fit(net, loader, loader, torch.optim.Adam(model.parameters(), lr=0.05), epochs=5, live_plot=False)
+    assert len(history["val_acc"]) == 5 and max(history["val_acc"]) > 0.9
+    assert training.evaluate(net, loader)["acc"] == pytest.approx(max(history["val_acc"]))
+    path = training.save_weights(model, tmp_path / "m.safetensors")
+    loaded = training.load_weights(torch.nn.Linear(5, 1), path)
+    assert torch.equal(loaded.weight, model.weight)
