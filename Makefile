@@ -40,3 +40,7 @@ grade-all: env
 
 clean:
 	rm -rf build
+
+## make bench-grading: CPU seconds, wall seconds and peak memory of grading each reference submission
+bench-grading: env
+	$(PY) -m autograder.bench

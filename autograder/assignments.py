@@ -30,7 +30,7 @@ class Assignment:
         return BUILD / "zips" / f"{self.name}-autograder.zip"
 
 
-IMDB_GRADING_DATA = ("imdb_test.parquet", "imdb_vocab_10000.txt")
+IMDB_GRADING_DATA = ("imdb_test_ids_10000.npz",)  # test split encoded with the course vocabulary
 
 _ALL = [
     Assignment("a1_tfidf", "TF-IDF bag-of-words classifier", IMDB_GRADING_DATA, ("a1_weights.safetensors",)),

@@ -60,29 +60,45 @@ def load_submitted_weights(path, expected_shapes: dict[str, tuple[int, ...]], ma
 GRADING_DATA_DIR = Path("grading_data")  # shipped inside each autograder zip
 
 
-def imdb_test_ids(vocab_size: int = 10_000):
-    """Token ids and labels of the 25,000 IMDB test reviews, encoded with the course vocabulary.
+def imdb_test_ids_file(vocab_size: int = 10_000) -> str:
+    return f"imdb_test_ids_{vocab_size}.npz"
 
-    Inside an autograder zip both the test split and the vocabulary are shipped in `grading_data/`
-    (no network needed); elsewhere they come from `course.data`.
+
+def encode_imdb_test(path, vocab_size: int = 10_000) -> None:
+    """Write the 25,000 IMDB test reviews, encoded with the course vocabulary, as compact arrays.
+
+    The autograder ships this file so that grading needs no tokenizing, no network and little memory.
     """
+    import numpy as np
+
+    from .data import imdb_splits
     from .text import Vocabulary, encode_texts
 
-    vocab_file = GRADING_DATA_DIR / f"imdb_vocab_{vocab_size}.txt"
-    test_file = GRADING_DATA_DIR / "imdb_test.parquet"
-    if vocab_file.exists() and test_file.exists():
-        import pyarrow.parquet as pq
+    splits = imdb_splits()
+    vocab = Vocabulary.from_texts(splits["train"][0] + splits["val"][0], vocab_size)
+    ids = encode_texts(splits["test"][0], vocab)
+    offsets = np.cumsum([0] + [len(x) for x in ids])
+    np.savez_compressed(path, ids=np.concatenate(ids).astype(np.int32), offsets=offsets,
+                        labels=np.asarray(splits["test"][1], dtype=np.int8), vocab_fingerprint=vocab.fingerprint())
 
-        vocab = Vocabulary.load(vocab_file)
-        table = pq.read_table(test_file, columns=["text", "label"])
-        texts, labels = table.column("text").to_pylist(), table.column("label").to_pylist()
-        del table
-    else:
-        from .data import imdb_splits
 
-        splits = imdb_splits()
-        vocab = Vocabulary.from_texts(splits["train"][0] + splits["val"][0], vocab_size)
-        texts, labels = splits["test"]
-    if len(vocab) != vocab_size:
-        raise SubmissionError(f"course vocabulary has {len(vocab)} entries, expected {vocab_size}")
-    return encode_texts(texts, vocab), list(labels)
+def imdb_test_ids(vocab_size: int = 10_000):
+    """Token ids (one int32 array per review) and labels of the 25,000 IMDB test reviews.
+
+    Inside an autograder zip they come from `grading_data/` (see `encode_imdb_test`); elsewhere the
+    file is made on the fly from `course.data` and cached.
+    """
+    import numpy as np
+
+    path = GRADING_DATA_DIR / imdb_test_ids_file(vocab_size)
+    if not path.exists():
+        from .data import cache_dir
+
+        path = cache_dir() / imdb_test_ids_file(vocab_size)
+        if not path.exists():
+            encode_imdb_test(path, vocab_size)
+    with np.load(path) as stored:
+        flat, offsets, labels = stored["ids"], stored["offsets"], stored["labels"]
+    if flat.size and flat.max() >= vocab_size:
+        raise SubmissionError(f"{path} holds ids beyond the vocabulary size {vocab_size}")
+    return [flat[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)], labels.astype(np.int64).tolist()

@@ -1,0 +1,74 @@
+"""Measure what grading one reference submission costs, per assignment, as Gradescope would run it.
+
+    python -m autograder.bench [NAME ...]
+
+For each assignment whose reference submission exists (built by `make release`), the grader runs in
+a child process; CPU seconds are the user+system time of the whole process tree (the grader, otter
+and the notebook kernel), and peak memory is the largest sum of the proportional set size (PSS) of all those
+processes, sampled every 50 ms. Budget per submission: 120 CPU-seconds and 600 MB.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+
+from autograder.assignments import ASSIGNMENTS, BUILD
+
+CPU_BUDGET_S, MEMORY_BUDGET_MB = 120, 600
+
+
+def _pss(process: psutil.Process) -> int:
+    """Proportional set size: shared pages are split between the processes that map them, so the
+    sum over a process tree is what a container's memory limit sees (RSS would count them twice)."""
+    try:
+        return process.memory_full_info().pss
+    except (psutil.Error, AttributeError):
+        return process.memory_info().rss
+
+
+def measure(command: list[str]) -> dict:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.time()
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    root, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(_pss(p) for p in tree))
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1),
+            "wall_s": round(time.time() - start, 1), "peak_mb": round(peak / 2**20), "rc": proc.returncode}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*")
+    args = parser.parse_args(argv)
+    print(f"{'assignment':<20} {'score':>9} {'cpu_s':>7} {'wall_s':>7} {'peak_mb':>8}  within budget ({CPU_BUDGET_S} CPU-s, {MEMORY_BUDGET_MB} MB)")
+    ok = True
+    for name in args.names or list(ASSIGNMENTS):
+        submission = BUILD / name / "reference" / f"{name}-reference.zip"
+        if not submission.exists():
+            print(f"{name:<20} no reference submission: run `make release` first")
+            ok = False
+            continue
+        with tempfile.TemporaryDirectory() as out:
+            row = measure([sys.executable, "-m", "autograder.grade", str(submission), "--assignment", name, "--out", out])
+            score = open(f"{out}/summary.txt").read().strip().splitlines()[-1].removeprefix("total: ")
+        within = row["cpu_s"] <= CPU_BUDGET_S and row["peak_mb"] <= MEMORY_BUDGET_MB
+        ok &= within
+        print(f"{name:<20} {score:>9} {row['cpu_s']:>7} {row['wall_s']:>7} {row['peak_mb']:>8}  {'yes' if within else 'NO'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
