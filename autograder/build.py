@@ -28,6 +28,7 @@ from pathlib import Path
 from autograder.assignments import ASSIGNMENTS, BUILD, ROOT, Assignment
 
 COURSE_LIBRARY = ROOT / "shared" / "course"
+GRADING_ONLY_MODULES = {"grading.py", "otter_plugin.py"}
 GRADING_DATA_CACHE = BUILD / "grading_data"
 
 
@@ -102,13 +103,30 @@ def copy_autograder_zip(assignment: Assignment, dist: Path) -> None:
     if len(zips) != 1:
         raise RuntimeError(f"expected one autograder zip in {dist / 'autograder'}, found {zips}")
     assignment.zip_path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(zips[0], assignment.zip_path)
+    with zipfile.ZipFile(zips[0]) as source, zipfile.ZipFile(assignment.zip_path, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            content = source.read(item.filename)
+            if item.filename == "otter_config.json":
+                content = json.dumps(_with_guard(json.loads(content), assignment), indent=2).encode()
+            target.writestr(item, content)
+
+
+CELL_TIMEOUT_S = 120   # per notebook cell while grading; the whole submission has autograder.grade's limit
+KERNEL_MEMORY_MB = 1536  # data the grading kernel may allocate beyond its libraries
+
+
+def _with_guard(config: dict, assignment: Assignment) -> dict:
+    """Enable course.otter_plugin (cell time limit, memory cap, assignment check) in otter's config."""
+    config["plugins"] = [*config.get("plugins", []), {"course.otter_plugin.CourseGradingPlugin": {
+        "assignment": assignment.name, "cell_timeout_s": CELL_TIMEOUT_S, "memory_mb": KERNEL_MEMORY_MB}}]
+    return config
 
 
 def _source_key(assignment: Assignment) -> str:
     digest = hashlib.sha256(assignment.master.read_bytes())
     for path in sorted(COURSE_LIBRARY.glob("*.py")):
-        digest.update(path.read_bytes())
+        if path.name not in GRADING_ONLY_MODULES:  # they do not change what the reference trains
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 

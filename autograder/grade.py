@@ -15,6 +15,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -49,6 +50,21 @@ def _fallback_results(assignment: Assignment, message: str) -> dict:
         "tests": [{"name": q, "score": 0.0, "max_score": p, "visibility": "visible", "output": message}
                   for q, p in question_points(assignment).items()],
     }
+
+
+def _explain_failure(log: str) -> str:
+    """A message a student can act on, from the end of otter's output."""
+    if "DeadKernelError" in log or "Kernel died" in log:
+        return ("The notebook's kernel died while it was graded (a call such as os._exit, a crash in native code, "
+                "or running out of memory). No question could be graded: remove the cell that ends the kernel.")
+    wrong = re.search(r"for assignment '([^']+)' \(this is assignment '([^']+)'\)", log) or re.search(
+        r"This notebook is for assignment '([^']+)', not '([^']+)'", log)
+    if wrong:
+        return f"This notebook is for assignment '{wrong.group(1)}', not '{wrong.group(2)}': submit the {wrong.group(2)} notebook."
+    if "No gradable files found" in log:
+        return "The submission contains no notebook of this assignment: submit the zip made by the export cell."
+    return ("The autograder could not run this submission (is it a notebook of this assignment, saved without errors?). "
+            f"Last output:\n{log[-1500:]}")
 
 
 def _as_submission_zip(submission: Path, assignment: Assignment, workdir: Path) -> Path:
@@ -97,10 +113,7 @@ def grade(submission, assignment: Assignment | None = None, out_dir=None, timeou
             if message is None and results_path.exists():
                 results = json.loads(results_path.read_text())
             else:
-                tail = log_path.read_text(errors="replace")[-1500:]
-                results = _fallback_results(assignment, message or (
-                    "The autograder could not run this submission (is it a notebook of this assignment, "
-                    f"saved without errors?). Last output:\n{tail}"))
+                results = _fallback_results(assignment, message or _explain_failure(log_path.read_text(errors="replace")))
     results.setdefault("execution_time", round(time.time() - start, 1))
     results_path.write_text(json.dumps(results, indent=2))
     score, total = summarize(results, out_dir / "summary.txt", assignment)
@@ -125,6 +138,8 @@ def per_question(results: dict) -> dict[str, tuple[float, float]]:
 
 def summarize(results: dict, path: Path, assignment: Assignment) -> tuple[float, float]:
     lines = [f"{assignment.name}: {assignment.title}", ""]
+    if results.get("output"):
+        lines += [results["output"].strip(), ""]
     for test in results.get("tests", []):
         if "score" not in test:  # otter's "Public Tests" summary entry carries no points
             continue

@@ -1,0 +1,98 @@
+"""An otter plugin that guards each graded notebook before its kernel starts.
+
+Enabled in every autograder zip by autograder/build.py (otter_config.json -> plugins):
+- the notebook must belong to this assignment (otter's `assignment_name` metadata), else grading
+  stops with a message saying which assignment it is for;
+- every code cell gets a time limit: a cell that runs too long is interrupted with an error that
+  names the cell, and the remaining cells and questions are still graded;
+- the kernel gets a memory cap, so a cell that allocates without bound fails with MemoryError
+  instead of killing the kernel;
+- training is switched off (COURSE_GRADING=1), whatever tags the student removed.
+"""
+from __future__ import annotations
+
+import os
+
+import nbformat
+from otter.plugins import AbstractOtterPlugin
+
+GUARD_NAME = "__course_cell_guard__"
+
+GUARD_SOURCE = '''\
+import os as _os, resource as _resource, signal as _signal
+_os.environ["COURSE_GRADING"] = "1"
+
+class CellTimeLimitExceeded(Exception):
+    """A cell ran longer than the grader allows."""
+
+def {guard}(cell=None, label="", seconds={seconds}):
+    import sys as _sys
+    # drop the last traceback IPython keeps, so memory held by a failed cell's frames can be freed
+    if _sys.last_traceback is not None:
+        _sys.last_type = _sys.last_value = _sys.last_traceback = None
+        try:
+            get_ipython().InteractiveTB.tb = None
+        except (NameError, AttributeError):
+            pass
+        import gc as _gc
+        _gc.collect()
+    def _stop(signum, frame):
+        raise CellTimeLimitExceeded(f"cell {{cell}} ({{label}}) ran longer than {{seconds}} s and was stopped by the grader")
+    _signal.signal(_signal.SIGALRM, _stop)
+    _signal.setitimer(_signal.ITIMER_REAL, seconds if cell is not None else 0)
+
+def _cap_memory(extra_mb):
+    with open("/proc/self/status") as status:
+        vm_kb = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+    limit = (vm_kb // 1024 + extra_mb) * 2**20
+    _resource.setrlimit(_resource.RLIMIT_AS, (limit, limit))
+
+try:
+    import torch as _torch, numpy as _np  # map the libraries before the cap, so the cap is about data
+    _torch.zeros(1) + 1
+    _cap_memory({extra_mb})
+except (OSError, ValueError, StopIteration):
+    pass
+'''
+
+
+class CourseGradingPlugin(AbstractOtterPlugin):
+    """Config keys: assignment (name), cell_timeout_s, memory_mb (kernel data budget)."""
+
+    def before_execution(self, submission):
+        if not isinstance(submission, nbformat.NotebookNode):
+            return submission
+        expected = self.plugin_config.get("assignment")
+        found = submission.metadata.get("otter", {}).get("assignment_name")
+        if expected and found and found != expected:
+            raise ValueError(f"This notebook is for assignment '{found}', not '{expected}': submit the {expected} notebook.")
+        # COURSE_CELL_TIMEOUT_S overrides the zip's setting (used by the repository's tests)
+        seconds = int(os.environ.get("COURSE_CELL_TIMEOUT_S", self.plugin_config.get("cell_timeout_s", 120)))
+        extra_mb = int(self.plugin_config.get("memory_mb", 2048))
+        cells = [nbformat.v4.new_code_cell(GUARD_SOURCE.format(guard=GUARD_NAME, seconds=seconds, extra_mb=extra_mb))]
+        for number, cell in enumerate(submission.cells, 1):
+            if cell.cell_type == "code":
+                first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")[:40]
+                label = f"cell {number}: {first!r}" if first else f"cell {number}"
+                # one line, so the student's line numbers in tracebacks move by one only
+                cell.source = f"{GUARD_NAME}({number}, {first!r})\n" + cell.source
+            cells.append(cell)
+        cells.append(nbformat.v4.new_code_cell(f"{GUARD_NAME}(None)"))
+        submission.cells = cells
+        return submission
+
+    def after_grading(self, results):
+        """Report the cells that raised while grading (time limit, memory, bugs) in results.json's output."""
+        notebook = getattr(results, "notebook", None)
+        if notebook is None:
+            return
+        problems = []
+        for cell in notebook.cells:
+            if cell.cell_type != "code" or not cell.source.startswith(GUARD_NAME + "("):
+                continue
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "error":
+                    where = cell.source.split("\n", 1)[0][len(GUARD_NAME) + 1:-1]
+                    problems.append(f"- cell {where}: {output.get('ename')}: {str(output.get('evalue'))[:300]}")
+        if problems:
+            results.set_output("Cells that raised an error while your notebook was graded:\n" + "\n".join(problems[:20]))

@@ -1,0 +1,112 @@
+"""Submissions that try to break or fool the grader, graded by the real pipeline (assignment 1).
+
+Each case edits the reference notebook the way a student could; the grader must stay in control:
+bounded time, a results.json with a message, no points gained.
+"""
+import json
+import zipfile
+
+import nbformat
+import pytest
+
+from autograder.assignments import ASSIGNMENTS
+from autograder.grade import grade
+from test_grading import FULL, _insert_after_imports, _notebook, reference_zip  # noqa: F401 - fixture
+
+A1 = ASSIGNMENTS["a1_tfidf"]
+
+
+@pytest.fixture(autouse=True)
+def short_cell_limit(monkeypatch):
+    monkeypatch.setenv("COURSE_CELL_TIMEOUT_S", "15")
+
+
+def _scores(results):
+    return {t["name"]: t["score"] for t in results["tests"] if "score" in t}
+
+
+def _grade_with(reference_zip, tmp_path, source, with_weights=True, **kwargs):
+    notebook = _notebook(reference_zip, tmp_path, _insert_after_imports(source))
+    if with_weights:
+        with zipfile.ZipFile(reference_zip) as zf:
+            (tmp_path / "a1_weights.safetensors").write_bytes(zf.read("a1_weights.safetensors"))
+    return grade(notebook, A1, tmp_path / "out", quiet=True, **kwargs)
+
+
+@pytest.mark.parametrize("name,source", [
+    ("endless loop", "while True:\n    pass"),
+    ("sleep", "import time\ntime.sleep(10_000)"),
+])
+def test_long_cell_is_stopped_and_named_and_the_rest_is_graded(reference_zip, tmp_path, name, source):
+    results = _grade_with(reference_zip, tmp_path, source)
+    assert sum(_scores(results).values()) == FULL, f"{name}: the other questions must still be graded"
+    assert "CellTimeLimitExceeded" in results["output"] and "cell 5" in results["output"], results.get("output")
+
+
+def test_memory_bomb_fails_its_cell_not_the_kernel(reference_zip, tmp_path):
+    bomb = "def hog():\n    held = []\n    while True:\n        held.append(bytearray(50 * 2**20))\nhog()"
+    results = _grade_with(reference_zip, tmp_path, bomb)
+    assert sum(_scores(results).values()) == FULL, "the kernel must survive and every question be graded"
+    assert "MemoryError" in results["output"]
+
+
+@pytest.mark.parametrize("source", ["import os\nos._exit(0)", "import ctypes\nctypes.string_at(0)"])
+def test_dying_kernel_gets_a_results_file_that_says_so(reference_zip, tmp_path, source):
+    results = _grade_with(reference_zip, tmp_path, source, timeout_s=120)
+    assert sum(_scores(results).values()) == 0
+    assert "kernel died" in results["tests"][0]["output"]
+
+
+def test_removing_skip_tags_does_not_retrain(reference_zip, tmp_path):
+    def untag(nb):
+        for cell in nb.cells:
+            cell.metadata.pop("tags", None)
+    notebook = _notebook(reference_zip, tmp_path, untag)
+    with zipfile.ZipFile(reference_zip) as zf:
+        weights = zf.read("a1_weights.safetensors")
+    (tmp_path / "a1_weights.safetensors").write_bytes(weights)
+    results = grade(notebook, A1, tmp_path / "out", quiet=True, timeout_s=300)
+    assert sum(_scores(results).values()) == FULL
+    assert (tmp_path / "a1_weights.safetensors").read_bytes() == weights, "grading overwrote the submitted weights"
+    log = (tmp_path / "out" / "grading.log").read_text()
+    assert "epoch 2/15" not in log
+
+
+def test_pickle_weights_never_execute(reference_zip, tmp_path):
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+    notebook = _notebook(reference_zip, tmp_path)
+    (tmp_path / "a1_weights.safetensors").write_bytes(pickle.dumps(Payload()))
+    results = grade(notebook, A1, tmp_path / "out", quiet=True)
+    assert _scores(results)["q6_trained_model"] == 0
+    assert not marker.exists()
+
+
+def test_notebook_of_another_assignment_is_named(reference_zip, tmp_path):
+    def other(nb):
+        nb.metadata["otter"]["assignment_name"] = "a6_gpt"
+    notebook = _notebook(reference_zip, tmp_path, other)
+    results = grade(notebook, A1, tmp_path / "out", quiet=True)
+    assert sum(_scores(results).values()) == 0
+    assert "for assignment 'a6_gpt', not 'a1_tfidf'" in results["tests"][0]["output"]
+
+
+def test_zip_without_notebook(reference_zip, tmp_path):
+    path = tmp_path / "a1_tfidf_export.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("a1_weights.safetensors", b"")
+    results = grade(path, A1, tmp_path / "out", quiet=True)
+    assert sum(_scores(results).values()) == 0
+    assert "no notebook" in results["tests"][0]["output"]
+
+
+def test_grading_twice_gives_identical_scores(reference_zip, tmp_path):
+    first = grade(reference_zip, A1, tmp_path / "one", quiet=True)
+    second = grade(reference_zip, A1, tmp_path / "two", quiet=True)
+    strip = lambda r: [(t["name"], t.get("score"), t.get("output")) for t in r["tests"]]
+    assert strip(first) == strip(second)
