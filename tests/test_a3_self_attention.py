@@ -1,0 +1,340 @@
+"""Assignment 3: the reference passes every test; each typical mistake fails at least one test of its
+question; different correct implementations pass."""
+import pytest
+
+from masters import failures, load, namespace
+
+A = "a3_self_attention"
+
+
+def test_reference_passes_every_question():
+    ns = namespace(A)
+    for question in load(A).tests:
+        assert failures(A, question, ns) == {}, question
+
+
+def test_every_question_has_hidden_tests():
+    for question, tests in load(A).tests.items():
+        assert any(t.hidden for t in tests) and any(not t.hidden for t in tests), question
+
+
+MISTAKES = {
+    "q1_simple_self_attention": {
+        "softmax over the wrong axis": """
+def simple_self_attention(x):
+    w = torch.softmax(x @ x.transpose(-2, -1), dim=1)
+    return w @ x, w
+""",
+        "transposed weights (y = wᵀ x)": """
+def simple_self_attention(x):
+    w = torch.softmax(x @ x.transpose(-2, -1), dim=-1)
+    return w.transpose(-2, -1) @ x, w
+""",
+        "scaled although the simple version is not": """
+def simple_self_attention(x):
+    w = torch.softmax(x @ x.transpose(-2, -1) / math.sqrt(x.shape[-1]), dim=-1)
+    return w @ x, w
+""",
+        "xᵀx over the batch (transpose(0, 1) on a 3-d tensor)": """
+def simple_self_attention(x):
+    w = torch.softmax(x @ x.transpose(0, 2).transpose(0, 1).transpose(1, 2), dim=-1)
+    return w @ x, w
+""",
+        "weights without softmax": """
+def simple_self_attention(x):
+    w = x @ x.transpose(-2, -1)
+    return w @ x, w
+""",
+        "softmax over the whole flattened matrix": """
+def simple_self_attention(x):
+    s = x @ x.transpose(-2, -1)
+    w = torch.softmax(s.flatten(1), dim=-1).view_as(s)
+    return w @ x, w
+""",
+    },
+    "q2_scaled_dot_product": {
+        "no scaling": """
+def scaled_dot_product_attention(q, k, v, mask=None):
+    s = q @ k.transpose(-2, -1)
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    w = torch.softmax(s, dim=-1)
+    return w @ v, w
+""",
+        "divides by k instead of sqrt(k)": """
+def scaled_dot_product_attention(q, k, v, mask=None):
+    s = q @ k.transpose(-2, -1) / q.shape[-1]
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    w = torch.softmax(s, dim=-1)
+    return w @ v, w
+""",
+        "scales by sqrt of the sequence length": """
+def scaled_dot_product_attention(q, k, v, mask=None):
+    s = q @ k.transpose(-2, -1) / math.sqrt(k.shape[-2])
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    w = torch.softmax(s, dim=-1)
+    return w @ v, w
+""",
+        "softmax over the queries": """
+def scaled_dot_product_attention(q, k, v, mask=None):
+    s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    w = torch.softmax(s, dim=-2)
+    return w @ v, w
+""",
+        "mask polarity inverted": """
+def scaled_dot_product_attention(q, k, v, mask=None):
+    s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        s = s.masked_fill(mask, float("-inf"))
+    w = torch.softmax(s, dim=-1)
+    return w @ v, w
+""",
+        "mask applied after the softmax (rows no longer sum to 1)": """
+def scaled_dot_product_attention(q, k, v, mask=None):
+    w = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
+    if mask is not None:
+        w = w * mask
+    return w @ v, w
+""",
+        "mask by multiplying the scores by 0": """
+def scaled_dot_product_attention(q, k, v, mask=None):
+    s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        s = s * mask
+    w = torch.softmax(s, dim=-1)
+    return w @ v, w
+""",
+        "mask ignored": """
+def scaled_dot_product_attention(q, k, v, mask=None):
+    w = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
+    return w @ v, w
+""",
+        "naive softmax exp / sum overflows": """
+def scaled_dot_product_attention(q, k, v, mask=None):
+    s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    e = torch.exp(s)
+    if mask is not None:
+        e = e * mask
+    w = e / e.sum(-1, keepdim=True)
+    return w @ v, w
+""",
+        "keys not transposed (q kᵀ written as q k on square inputs)": """
+def scaled_dot_product_attention(q, k, v, mask=None):
+    s = (q @ k.transpose(-2, -1)).transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    w = torch.softmax(s, dim=-1)
+    return w @ v, w
+""",
+        "transpose(1, 2) only works for 3-d inputs": """
+def scaled_dot_product_attention(q, k, v, mask=None):
+    s = q @ k.transpose(1, 2) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    w = torch.softmax(s, dim=-1)
+    return w @ v, w
+""",
+    },
+    "q3_self_attention_module": {
+        "no biases": """
+class SelfAttention(SelfAttention):
+    def __init__(self, dim):
+        super().__init__(dim)
+        self.query = nn.Linear(dim, dim, bias=False)
+        self.key = nn.Linear(dim, dim, bias=False)
+        self.value = nn.Linear(dim, dim, bias=False)
+""",
+        "values not projected": """
+class SelfAttention(SelfAttention):
+    def forward(self, x, mask=None):
+        return scaled_dot_product_attention(self.query(x), self.key(x), x, mask)
+""",
+        "queries used as keys": """
+class SelfAttention(SelfAttention):
+    def forward(self, x, mask=None):
+        q = self.query(x)
+        return scaled_dot_product_attention(q, q, self.value(x), mask)
+""",
+        "query and key roles swapped": """
+class SelfAttention(SelfAttention):
+    def forward(self, x, mask=None):
+        return scaled_dot_product_attention(self.key(x), self.query(x), self.value(x), mask)
+""",
+        "mask not passed on": """
+class SelfAttention(SelfAttention):
+    def forward(self, x, mask=None):
+        return scaled_dot_product_attention(self.query(x), self.key(x), self.value(x))
+""",
+        "unscaled scores": """
+class SelfAttention(SelfAttention):
+    def forward(self, x, mask=None):
+        w = torch.softmax(self.query(x) @ self.key(x).transpose(-2, -1), dim=-1)
+        return w @ self.value(x), w
+""",
+        "weight matrix applied untransposed (x W instead of x Wᵀ)": """
+class SelfAttention(SelfAttention):
+    def forward(self, x, mask=None):
+        q = x @ self.query.weight + self.query.bias
+        k = x @ self.key.weight + self.key.bias
+        v = x @ self.value.weight + self.value.bias
+        return scaled_dot_product_attention(q, k, v, mask)
+""",
+    },
+    "q4_attention_classifier": {
+        "mean over padding too": """
+class AttentionClassifier(AttentionClassifier):
+    def forward(self, ids):
+        y, _ = self.attention(self.embedding(ids), (ids != 0)[:, None, :])
+        return self.classifier(y.mean(dim=1)).squeeze(-1)
+""",
+        "attention not masked": """
+class AttentionClassifier(AttentionClassifier):
+    def forward(self, ids):
+        keep = ids != 0
+        y, _ = self.attention(self.embedding(ids))
+        pooled = (y * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True).clamp(min=1)
+        return self.classifier(pooled).squeeze(-1)
+""",
+        "keeps the (batch, 1) shape": """
+class AttentionClassifier(AttentionClassifier):
+    def forward(self, ids):
+        keep = ids != 0
+        y, _ = self.attention(self.embedding(ids), keep[:, None, :])
+        return self.classifier((y * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True))
+""",
+        "sum instead of mean": """
+class AttentionClassifier(AttentionClassifier):
+    def forward(self, ids):
+        keep = ids != 0
+        y, _ = self.attention(self.embedding(ids), keep[:, None, :])
+        return self.classifier((y * keep.unsqueeze(-1)).sum(1)).squeeze(-1)
+""",
+        "skips the attention layer": """
+class AttentionClassifier(AttentionClassifier):
+    def forward(self, ids):
+        keep = ids != 0
+        e = self.embedding(ids)
+        return self.classifier((e * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True)).squeeze(-1)
+""",
+        "mask polarity inverted (attends only to padding)": """
+class AttentionClassifier(AttentionClassifier):
+    def forward(self, ids):
+        keep = ids != 0
+        y, _ = self.attention(self.embedding(ids), (~keep)[:, None, :] | ~keep.any(1)[:, None, None])
+        return self.classifier((y * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True)).squeeze(-1)
+""",
+    },
+}
+
+
+@pytest.mark.parametrize("question,mistake", [(q, m) for q, ms in MISTAKES.items() for m in ms])
+def test_mistake_is_caught(question, mistake):
+    ns = namespace(A, MISTAKES[question][mistake])
+    assert failures(A, question, ns), f"no test of {question} fails on: {mistake}"
+
+
+ALTERNATIVES = {
+    "q1_simple_self_attention": {
+        "einsum": """
+def simple_self_attention(x):
+    w = torch.einsum("bik,bjk->bij", x, x).softmax(-1)
+    return torch.einsum("bij,bjk->bik", w, x), w
+""",
+        "bmm and F.softmax": """
+def simple_self_attention(x):
+    w = F.softmax(torch.bmm(x, x.transpose(1, 2)), dim=2)
+    return torch.bmm(w, x), w
+""",
+        "lecture's transposed form Yᵀ = W Xᵀ": """
+def simple_self_attention(x):
+    X = x.transpose(1, 2)                      # (batch, k, t): tokens as columns, as in the lecture
+    w = torch.softmax(X.transpose(1, 2) @ X, dim=-1)
+    return (X @ w.transpose(1, 2)).transpose(1, 2), w
+""",
+    },
+    "q2_scaled_dot_product": {
+        "additive -inf mask": """
+def scaled_dot_product_attention(q, k, v, mask=None):
+    s = torch.matmul(q, k.transpose(-1, -2)) * q.size(-1) ** -0.5
+    if mask is not None:
+        s = s + torch.zeros_like(mask, dtype=s.dtype).masked_fill(~mask, float("-inf"))
+    w = s.softmax(dim=-1)
+    return torch.matmul(w, v), w
+""",
+        "einsum and most negative float": """
+def scaled_dot_product_attention(q, k, v, mask=None):
+    s = torch.einsum("...id,...jd->...ij", q / math.sqrt(q.shape[-1]), k)
+    if mask is not None:
+        s = torch.where(mask, s, torch.finfo(s.dtype).min)
+    w = F.softmax(s, dim=-1)
+    return torch.einsum("...ij,...jd->...id", w, v), w
+""",
+        "masked_fill with -1e9 and a stable manual softmax": """
+def scaled_dot_product_attention(q, k, v, mask=None):
+    s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        s = s.masked_fill(mask.logical_not(), -1e9)
+    e = torch.exp(s - s.amax(-1, keepdim=True))
+    w = e / e.sum(-1, keepdim=True)
+    return w @ v, w
+""",
+        "scaling q and k by k ** -0.25 each": """
+def scaled_dot_product_attention(q, k, v, mask=None):
+    f = q.shape[-1] ** -0.25
+    s = (q * f) @ (k * f).transpose(-2, -1)
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    w = torch.softmax(s, -1)
+    return w @ v, w
+""",
+    },
+    "q3_self_attention_module": {
+        "computes attention inline with einsum": """
+class SelfAttention(SelfAttention):
+    def forward(self, x, mask=None):
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        s = torch.einsum("bid,bjd->bij", q, k) / math.sqrt(self.dim)
+        if mask is not None:
+            s = s.masked_fill(~mask, float("-inf"))
+        w = s.softmax(-1)
+        return torch.einsum("bij,bjd->bid", w, v), w
+""",
+        "F.linear with the layers' weights": """
+class SelfAttention(SelfAttention):
+    def forward(self, x, mask=None):
+        q = F.linear(x, self.query.weight, self.query.bias)
+        k = F.linear(x, self.key.weight, self.key.bias)
+        v = F.linear(x, self.value.weight, self.value.bias)
+        return scaled_dot_product_attention(q, k, v, mask)
+""",
+    },
+    "q4_attention_classifier": {
+        "padding mask of shape (batch, t, t) and a masked_fill mean": """
+class AttentionClassifier(AttentionClassifier):
+    def forward(self, ids):
+        keep = ids.ne(0)
+        mask = keep.unsqueeze(1).expand(-1, ids.shape[1], -1)
+        y, _ = self.attention(self.embedding(ids), mask)
+        y = y.masked_fill(~keep.unsqueeze(-1), 0.0)
+        return self.classifier(y.sum(1) / keep.sum(1, keepdim=True).float()).squeeze(-1)
+""",
+        "pooling with a weighted matmul": """
+class AttentionClassifier(AttentionClassifier):
+    def forward(self, ids):
+        keep = (ids > 0).float()
+        y, _ = self.attention(self.embedding(ids), ids[:, None, :] > 0)
+        pooled = torch.bmm((keep / keep.sum(1, keepdim=True)).unsqueeze(1), y).squeeze(1)
+        return self.classifier(pooled)[:, 0]
+""",
+    },
+}
+
+
+@pytest.mark.parametrize("question,variant", [(q, v) for q, vs in ALTERNATIVES.items() for v in vs])
+def test_correct_alternative_passes(question, variant):
+    ns = namespace(A, ALTERNATIVES[question][variant])
+    assert failures(A, question, ns) == {}

@@ -1,0 +1,253 @@
+"""Assignment 4: the reference passes every test; each typical mistake fails at least one test of its
+question; different correct implementations (fused or separate projections, einsum, additive masks) pass."""
+import pytest
+
+from masters import failures, load, namespace
+
+A = "a4_multihead"
+
+
+def test_reference_passes_every_question():
+    ns = namespace(A)
+    for question in load(A).tests:
+        assert failures(A, question, ns) == {}, question
+
+
+def test_every_question_has_hidden_tests():
+    for question, tests in load(A).tests.items():
+        assert any(t.hidden for t in tests) and any(not t.hidden for t in tests), question
+
+
+def test_reference_has_no_python_loop_over_heads():
+    source = "\n".join(load(A).solution_cells)
+    forward = source[source.index("class MultiHeadSelfAttention"):]
+    assert "for " not in forward.split("def forward", 1)[1].split("# END SOLUTION")[0].replace(
+        "for part in self.qkv", ""), "the reference forward must process all heads at once"
+
+
+# a correct forward, parameterised below by one wrong piece at a time
+_FORWARD = """
+class MultiHeadSelfAttention(MultiHeadSelfAttention):
+    def forward(self, x, mask=None):
+        b, t, d = x.shape
+        h, dh = self.num_heads, self.head_dim
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        q, k, v = [{split} for p in (q, k, v)]
+        s = q @ k.transpose(-2, -1) / {scale}
+        if mask is not None:
+            s = s.masked_fill({masked}, float("-inf"))
+        w = torch.softmax(s, dim={axis})
+        y = {merge}
+        return {out}, w
+"""
+_OK = dict(split="p.view(b, t, h, dh).transpose(1, 2)", scale="math.sqrt(dh)", masked="~mask[:, None, None, :]",
+           axis="-1", merge="(w @ v).transpose(1, 2).reshape(b, t, d)", out="self.out(y)")
+
+
+def _forward(**wrong):
+    return _FORWARD.format(**{**_OK, **wrong})
+
+
+MISTAKES = {
+    "q1_split_heads": {
+        "view(b, h, t, d) without transpose": """
+def split_heads(x, num_heads):
+    b, t, d = x.shape
+    return x.view(b, num_heads, t, d // num_heads)
+""",
+        "view(b, t, h, d) without moving the head axis": """
+def split_heads(x, num_heads):
+    b, t, d = x.shape
+    return x.view(b, t, num_heads, d // num_heads)
+""",
+        "heads interleaved (view(b, t, d_head, h))": """
+def split_heads(x, num_heads):
+    b, t, d = x.shape
+    return x.view(b, t, d // num_heads, num_heads).permute(0, 3, 1, 2)
+""",
+        "d_head and h swapped": """
+def split_heads(x, num_heads):
+    b, t, d = x.shape
+    return x.view(b, t, d // num_heads, num_heads).transpose(1, 2)
+""",
+    },
+    "q2_merge_heads": {
+        "reshape without transpose": """
+def merge_heads(x):
+    b, h, t, dh = x.shape
+    return x.reshape(b, t, h * dh)
+""",
+        "heads interleaved": """
+def merge_heads(x):
+    b, h, t, dh = x.shape
+    return x.permute(0, 2, 3, 1).reshape(b, t, h * dh)
+""",
+        "averages the heads": """
+def merge_heads(x):
+    return x.mean(dim=1)
+""",
+    },
+    "q3_multihead_module": {
+        "scale by sqrt(d_model) instead of sqrt(d_head)": _forward(scale="math.sqrt(d)"),
+        "divide by d_head instead of sqrt(d_head)": _forward(scale="dh"),
+        "no scaling": _forward(scale="1.0"),
+        "softmax over the queries": _forward(axis="-2"),
+        "softmax over the heads": _forward(axis="1"),
+        "heads reshaped in the wrong order (view(b, h, t, d))": _forward(split="p.view(b, h, t, dh)"),
+        "merge without transposing back": _forward(merge="(w @ v).reshape(b, t, d)"),
+        "forgets the output projection": _forward(out="y"),
+        "mask polarity inverted (nn.MultiheadAttention's convention)": _forward(masked="mask[:, None, None, :]"),
+        "mask over queries instead of keys": _forward(masked="~mask[:, None, :, None] & mask.any(1)[:, None, None, None]"),
+        "mask ignored": _forward(masked="torch.zeros_like(s, dtype=torch.bool)"),
+        "q, k, v taken in the wrong order from the fused projection": """
+class MultiHeadSelfAttention(MultiHeadSelfAttention):
+    def forward(self, x, mask=None):
+        k, q, v = (split_heads(p, self.num_heads) for p in self.qkv(x).chunk(3, dim=-1))
+        s = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
+        if mask is not None:
+            s = s.masked_fill(~mask[:, None, None, :], float("-inf"))
+        w = s.softmax(-1)
+        return self.out(merge_heads(w @ v)), w
+""",
+        "fused projection split per head instead of per q/k/v": """
+class MultiHeadSelfAttention(MultiHeadSelfAttention):
+    def forward(self, x, mask=None):
+        b, t, d = x.shape
+        qkv = self.qkv(x).view(b, t, self.num_heads, 3 * self.head_dim).transpose(1, 2)
+        q, k, v = qkv.chunk(3, dim=-1)
+        s = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
+        if mask is not None:
+            s = s.masked_fill(~mask[:, None, None, :], float("-inf"))
+        w = s.softmax(-1)
+        return self.out(merge_heads(w @ v)), w
+""",
+        "one shared attention pattern for all heads (weights averaged)": """
+class MultiHeadSelfAttention(MultiHeadSelfAttention):
+    def forward(self, x, mask=None):
+        q, k, v = (split_heads(p, self.num_heads) for p in self.qkv(x).chunk(3, dim=-1))
+        s = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
+        if mask is not None:
+            s = s.masked_fill(~mask[:, None, None, :], float("-inf"))
+        w = s.softmax(-1).mean(1, keepdim=True).expand_as(s)
+        return self.out(merge_heads(w @ v)), w
+""",
+        "projection layers without biases": """
+_Base = MultiHeadSelfAttention
+class MultiHeadSelfAttention(_Base):
+    def __init__(self, dim, num_heads):
+        super().__init__(dim, num_heads)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.out = nn.Linear(dim, dim, bias=False)
+""",
+    },
+}
+
+
+@pytest.mark.parametrize("question,mistake", [(q, m) for q, ms in MISTAKES.items() for m in ms])
+def test_mistake_is_caught(question, mistake):
+    ns = namespace(A, MISTAKES[question][mistake])
+    assert failures(A, question, ns), f"no test of {question} fails on: {mistake}"
+
+
+ALTERNATIVES = {
+    "q1_split_heads": {
+        "reshape and permute": """
+def split_heads(x, num_heads):
+    return x.reshape(x.shape[0], x.shape[1], num_heads, -1).permute(0, 2, 1, 3)
+""",
+        "unflatten and movedim": """
+def split_heads(x, num_heads):
+    return x.unflatten(-1, (num_heads, -1)).movedim(2, 1)
+""",
+        "stack of chunks": """
+def split_heads(x, num_heads):
+    return torch.stack(x.chunk(num_heads, dim=-1), dim=1)
+""",
+    },
+    "q2_merge_heads": {
+        "permute and flatten": """
+def merge_heads(x):
+    return x.permute(0, 2, 1, 3).flatten(2)
+""",
+        "contiguous view": """
+def merge_heads(x):
+    b, h, t, dh = x.shape
+    return x.transpose(1, 2).contiguous().view(b, t, h * dh)
+""",
+        "cat of the heads": """
+def merge_heads(x):
+    return torch.cat(x.unbind(1), dim=-1)
+""",
+    },
+    "q3_multihead_module": {
+        "separate query/key/value layers and einsum": """
+class MultiHeadSelfAttention(nn.Module):
+    def __init__(self, dim, num_heads):
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.query, self.key, self.value = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x, mask=None):
+        b, t, d = x.shape
+        h = self.num_heads
+        q = self.query(x).view(b, t, h, -1)
+        k = self.key(x).view(b, t, h, -1)
+        v = self.value(x).view(b, t, h, -1)
+        s = torch.einsum("bihd,bjhd->bhij", q, k) / self.head_dim ** 0.5
+        if mask is not None:
+            s = s + torch.zeros(b, 1, 1, t).masked_fill(~mask[:, None, None, :], float("-inf"))
+        w = s.softmax(-1)
+        return self.out(torch.einsum("bhij,bjhd->bihd", w, v).reshape(b, t, d)), w
+""",
+        "bmm on (batch * heads) and finfo.min mask": """
+class MultiHeadSelfAttention(MultiHeadSelfAttention):
+    def forward(self, x, mask=None):
+        b, t, d = x.shape
+        h, dh = self.num_heads, self.head_dim
+        q, k, v = (p.view(b, t, h, dh).transpose(1, 2).reshape(b * h, t, dh) for p in self.qkv(x).split(d, dim=-1))
+        s = torch.bmm(q, k.transpose(1, 2)) / math.sqrt(dh)
+        if mask is not None:
+            keep = mask[:, None, None, :].expand(b, h, 1, t).reshape(b * h, 1, t)
+            s = torch.where(keep, s, torch.finfo(s.dtype).min)
+        w = F.softmax(s, dim=-1)
+        y = torch.bmm(w, v).view(b, h, t, dh).transpose(1, 2).reshape(b, t, d)
+        return self.out(y), w.view(b, h, t, t)
+""",
+        "torch's scaled_dot_product_attention for the output": """
+class MultiHeadSelfAttention(MultiHeadSelfAttention):
+    def forward(self, x, mask=None):
+        q, k, v = (split_heads(p, self.num_heads) for p in self.qkv(x).chunk(3, dim=-1))
+        attn_mask = None if mask is None else mask[:, None, None, :]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        s = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
+        if mask is not None:
+            s = s.masked_fill(~attn_mask, float("-inf"))
+        return self.out(merge_heads(y)), s.softmax(-1)
+""",
+        "F.linear with separate weights and keys scaled before the product": """
+class MultiHeadSelfAttention(nn.Module):
+    def __init__(self, dim, num_heads):
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.query, self.key, self.value, self.out = (nn.Linear(dim, dim) for _ in range(4))
+
+    def forward(self, x, mask=None):
+        h = self.num_heads
+        q = split_heads(F.linear(x, self.query.weight, self.query.bias), h)
+        k = split_heads(F.linear(x, self.key.weight, self.key.bias), h) * self.head_dim ** -0.5
+        v = split_heads(F.linear(x, self.value.weight, self.value.bias), h)
+        s = torch.matmul(q, k.transpose(2, 3))
+        if mask is not None:
+            s = s.masked_fill(mask.logical_not().view(mask.shape[0], 1, 1, -1), -1e9)
+        w = s.softmax(dim=3)
+        return self.out(merge_heads(torch.matmul(w, v))), w
+""",
+    },
+}
+
+
+@pytest.mark.parametrize("question,variant", [(q, v) for q, vs in ALTERNATIVES.items() for v in vs])
+def test_correct_alternative_passes(question, variant):
+    ns = namespace(A, ALTERNATIVES[question][variant])
+    assert failures(A, question, ns) == {}
