@@ -1,0 +1,376 @@
+"""Assignment 5: the reference passes every test; each typical mistake fails at least one test;
+different correct implementations pass."""
+import pytest
+
+from masters import failures, load, namespace
+
+A = "a5_transformer"
+FILE_TESTS = {"test_weights_file_loads", "test_test_accuracy_of_exported_weights"}  # need exported weights
+
+
+def test_reference_passes_every_question():
+    ns = namespace(A)
+    for question in load(A).tests:
+        assert failures(A, question, ns, skip=FILE_TESTS) == {}, question
+
+
+# a block written by hand (no nn.MultiheadAttention); `SCALE` and `MASK` let mistakes vary it
+_HAND_BLOCK = """
+class _SelfAttention(nn.Module):
+    def __init__(self, d, h):
+        super().__init__()
+        self.h = h
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * d, d))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * d))
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        self.out_proj = nn.Linear(d, d)
+
+    def forward(self, x, padding_mask=None):
+        b, n, d = x.shape
+        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).split(d, dim=-1)
+        q, k, v = (t.reshape(b, n, self.h, d // self.h).transpose(1, 2) for t in (q, k, v))
+        scores = q @ k.transpose(-2, -1) / SCALE(d, self.h)
+        if padding_mask is not None:
+            scores = scores.masked_fill(MASK(padding_mask)[:, None, None, :], float("-inf"))
+        out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, d)
+        return self.out_proj(out)
+
+class TransformerBlock(nn.Module):
+    def __init__(self, d_model, num_heads, d_ff, dropout=0.1):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(d_model)
+        self.attn = _SelfAttention(d_model, num_heads)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.ffn = nn.Sequential(nn.Linear(d_model, d_ff), nn.ReLU(), nn.Linear(d_ff, d_model))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, padding_mask=None):
+        x = x + self.dropout(self.attn(self.norm1(x), padding_mask))
+        return x + self.dropout(self.ffn(self.norm2(x)))
+"""
+_RIGHT = "SCALE = lambda d, h: math.sqrt(d // h)\nMASK = lambda m: m\n"
+
+# the reference block's __init__, with a forward that a mistake replaces
+_BLOCK_INIT = """
+class TransformerBlock(TransformerBlock):
+"""
+
+MISTAKES = {
+    "q1_positional_encoding": {
+        "sin and cos swapped": """
+def positional_encoding(max_len, d_model):
+    pos = torch.arange(max_len).float()[:, None]
+    freq = 10000 ** (torch.arange(0, d_model, 2).float() / d_model)
+    pe = torch.zeros(max_len, d_model)
+    pe[:, 0::2] = torch.cos(pos / freq)
+    pe[:, 1::2] = torch.sin(pos / freq)
+    return pe
+""",
+        "exponent i/d instead of 2i/d": """
+def positional_encoding(max_len, d_model):
+    pos = torch.arange(max_len).float()[:, None]
+    freq = 10000 ** (torch.arange(d_model // 2).float() / d_model)
+    pe = torch.zeros(max_len, d_model)
+    pe[:, 0::2] = torch.sin(pos / freq)
+    pe[:, 1::2] = torch.cos(pos / freq)
+    return pe
+""",
+        "column index as exponent (cos column gets its own frequency)": """
+def positional_encoding(max_len, d_model):
+    pe = torch.zeros(max_len, d_model)
+    for pos in range(max_len):
+        for j in range(d_model):
+            angle = pos / 10000 ** (j / d_model)
+            pe[pos, j] = math.sin(angle) if j % 2 == 0 else math.cos(angle)
+    return pe
+""",
+        "sines first, cosines after (not interleaved)": """
+def positional_encoding(max_len, d_model):
+    pos = torch.arange(max_len).float()[:, None]
+    freq = 10000 ** (torch.arange(0, d_model, 2).float() / d_model)
+    return torch.cat([torch.sin(pos / freq), torch.cos(pos / freq)], dim=1)
+""",
+        "positions start at 1": """
+def positional_encoding(max_len, d_model):
+    pos = torch.arange(1, max_len + 1).float()[:, None]
+    freq = 10000 ** (torch.arange(0, d_model, 2).float() / d_model)
+    pe = torch.zeros(max_len, d_model)
+    pe[:, 0::2] = torch.sin(pos / freq)
+    pe[:, 1::2] = torch.cos(pos / freq)
+    return pe
+""",
+        "multiplies by the frequency term instead of dividing": """
+def positional_encoding(max_len, d_model):
+    pos = torch.arange(max_len).float()[:, None]
+    freq = 10000 ** (torch.arange(0, d_model, 2).float() / d_model)
+    pe = torch.zeros(max_len, d_model)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq)
+    return pe
+""",
+        "float64 result": """
+def positional_encoding(max_len, d_model):
+    pos = torch.arange(max_len, dtype=torch.float64)[:, None]
+    freq = 10000 ** (torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
+    pe = torch.zeros(max_len, d_model, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(pos / freq)
+    pe[:, 1::2] = torch.cos(pos / freq)
+    return pe
+""",
+    },
+    "q2_transformer_block": {
+        "no residual around attention": _BLOCK_INIT + """
+    def forward(self, x, padding_mask=None):
+        y = self.norm1(x)
+        x = self.dropout(self.attn(y, y, y, key_padding_mask=padding_mask)[0])
+        return x + self.dropout(self.ffn(self.norm2(x)))
+""",
+        "no residual around the feed-forward network": _BLOCK_INIT + """
+    def forward(self, x, padding_mask=None):
+        y = self.norm1(x)
+        x = x + self.dropout(self.attn(y, y, y, key_padding_mask=padding_mask)[0])
+        return self.dropout(self.ffn(self.norm2(x)))
+""",
+        "post-norm (layer norm after the residual sum)": _BLOCK_INIT + """
+    def forward(self, x, padding_mask=None):
+        x = self.norm1(x + self.dropout(self.attn(x, x, x, key_padding_mask=padding_mask)[0]))
+        return self.norm2(x + self.dropout(self.ffn(x)))
+""",
+        "residual adds the normalised input": _BLOCK_INIT + """
+    def forward(self, x, padding_mask=None):
+        x = self.norm1(x)
+        x = x + self.dropout(self.attn(x, x, x, key_padding_mask=padding_mask)[0])
+        x = self.norm2(x)
+        return x + self.dropout(self.ffn(x))
+""",
+        "padding mask ignored": _BLOCK_INIT + """
+    def forward(self, x, padding_mask=None):
+        y = self.norm1(x)
+        x = x + self.dropout(self.attn(y, y, y)[0])
+        return x + self.dropout(self.ffn(self.norm2(x)))
+""",
+        "padding mask polarity inverted (SDPA attn_mask = padding_mask)": _BLOCK_INIT + """
+    def forward(self, x, padding_mask=None):
+        b, n, d = x.shape
+        h = self.attn.num_heads
+        q, k, v = F.linear(self.norm1(x), self.attn.in_proj_weight, self.attn.in_proj_bias).split(d, dim=-1)
+        q, k, v = (t.reshape(b, n, h, d // h).transpose(1, 2) for t in (q, k, v))
+        mask = None if padding_mask is None else padding_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        x = x + self.dropout(self.attn.out_proj(out.transpose(1, 2).reshape(b, n, d)))
+        return x + self.dropout(self.ffn(self.norm2(x)))
+""",
+        "hand-written attention scaled by sqrt(d_model)": _HAND_BLOCK + "SCALE = lambda d, h: math.sqrt(d)\nMASK = lambda m: m\n",
+        "hand-written attention, mask polarity inverted": _HAND_BLOCK + "SCALE = lambda d, h: math.sqrt(d // h)\nMASK = lambda m: ~m\n",
+        "no layer norm before the feed-forward network": _BLOCK_INIT + """
+    def forward(self, x, padding_mask=None):
+        y = self.norm1(x)
+        x = x + self.dropout(self.attn(y, y, y, key_padding_mask=padding_mask)[0])
+        return x + self.dropout(self.ffn(x))
+""",
+    },
+    "q3_classifier": {
+        "positions not added": """
+class TransformerClassifier(TransformerClassifier):
+    def forward(self, ids, padding_mask):
+        x = self.dropout(self.embedding(ids) * math.sqrt(self.embedding.embedding_dim))
+        for block in self.blocks:
+            x = block(x, padding_mask)
+        x = self.norm(x)
+        keep = (~padding_mask).unsqueeze(-1).float()
+        return self.head((x * keep).sum(1) / keep.sum(1)).squeeze(-1)
+""",
+        "mean over padding": """
+class TransformerClassifier(TransformerClassifier):
+    def forward(self, ids, padding_mask):
+        x = self.dropout(self.embedding(ids) * math.sqrt(self.embedding.embedding_dim) + self.positions[: ids.shape[1]])
+        for block in self.blocks:
+            x = block(x, padding_mask)
+        return self.head(self.norm(x).mean(dim=1)).squeeze(-1)
+""",
+        "mask polarity inverted (True = keep)": """
+class TransformerClassifier(TransformerClassifier):
+    def forward(self, ids, padding_mask):
+        keep_mask = ~padding_mask
+        x = self.dropout(self.embedding(ids) * math.sqrt(self.embedding.embedding_dim) + self.positions[: ids.shape[1]])
+        for block in self.blocks:
+            x = block(x, keep_mask)
+        x = self.norm(x)
+        keep = (~padding_mask).unsqueeze(-1).float()
+        return self.head((x * keep).sum(1) / keep.sum(1)).squeeze(-1)
+""",
+        "mask not passed to the blocks": """
+class TransformerClassifier(TransformerClassifier):
+    def forward(self, ids, padding_mask):
+        x = self.dropout(self.embedding(ids) * math.sqrt(self.embedding.embedding_dim) + self.positions[: ids.shape[1]])
+        for block in self.blocks:
+            x = block(x)
+        x = self.norm(x)
+        keep = (~padding_mask).unsqueeze(-1).float()
+        return self.head((x * keep).sum(1) / keep.sum(1)).squeeze(-1)
+""",
+        "padding found as token id 0 (unknown words dropped too)": """
+class TransformerClassifier(TransformerClassifier):
+    def forward(self, ids, padding_mask):
+        return super().forward(ids, ids == 0)
+""",
+        "default N(0, 1) embedding initialisation": """
+_Base = TransformerClassifier
+class TransformerClassifier(_Base):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        nn.init.normal_(self.embedding.weight, std=1.0)
+""",
+        "embeddings not multiplied by sqrt(d_model)": """
+class TransformerClassifier(TransformerClassifier):
+    def forward(self, ids, padding_mask):
+        x = self.dropout(self.embedding(ids) + self.positions[: ids.shape[1]])
+        for block in self.blocks:
+            x = block(x, padding_mask)
+        x = self.norm(x)
+        keep = (~padding_mask).unsqueeze(-1).float()
+        return self.head((x * keep).sum(1) / keep.sum(1)).squeeze(-1)
+""",
+        "no final layer norm": """
+class TransformerClassifier(TransformerClassifier):
+    def forward(self, ids, padding_mask):
+        x = self.dropout(self.embedding(ids) * math.sqrt(self.embedding.embedding_dim) + self.positions[: ids.shape[1]])
+        for block in self.blocks:
+            x = block(x, padding_mask)
+        keep = (~padding_mask).unsqueeze(-1).float()
+        return self.head((x * keep).sum(1) / keep.sum(1)).squeeze(-1)
+""",
+        "returns probabilities": """
+class TransformerClassifier(TransformerClassifier):
+    def forward(self, ids, padding_mask):
+        return torch.sigmoid(super().forward(ids, padding_mask))
+""",
+        "keeps the (batch, 1) shape": """
+class TransformerClassifier(TransformerClassifier):
+    def forward(self, ids, padding_mask):
+        return super().forward(ids, padding_mask).unsqueeze(-1)
+""",
+        "positional encoding stored as a weight (persistent buffer)": """
+_Base = TransformerClassifier
+class TransformerClassifier(_Base):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        positions = self.positions
+        del self.positions
+        self.register_buffer("positions", positions)
+""",
+        "no dropout": """
+_Base = TransformerClassifier
+class TransformerClassifier(_Base):
+    def __init__(self, vocab_size, max_len, d_model, num_heads, d_ff, num_blocks=1, dropout=0.1):
+        super().__init__(vocab_size, max_len, d_model, num_heads, d_ff, num_blocks, 0.0)
+""",
+    },
+}
+
+
+@pytest.mark.parametrize("question,mistake", [(q, m) for q, ms in MISTAKES.items() for m in ms])
+def test_mistake_is_caught(question, mistake):
+    ns = namespace(A, MISTAKES[question][mistake])
+    assert failures(A, question, ns, skip=FILE_TESTS), f"no test of {question} fails on: {mistake}"
+
+
+ALTERNATIVES = {
+    "q1_positional_encoding": {
+        "double loop over positions and pairs": """
+def positional_encoding(max_len, d_model):
+    pe = torch.zeros(max_len, d_model)
+    for pos in range(max_len):
+        for i in range(0, d_model, 2):
+            pe[pos, i] = math.sin(pos / 10000 ** (i / d_model))
+            pe[pos, i + 1] = math.cos(pos / 10000 ** (i / d_model))
+    return pe
+""",
+        "exp-log frequencies in float32 (common tutorial form)": """
+def positional_encoding(max_len, d_model):
+    position = torch.arange(max_len).unsqueeze(1)
+    div_term = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
+    pe = torch.zeros(max_len, d_model)
+    pe[:, 0::2] = torch.sin(position * div_term)
+    pe[:, 1::2] = torch.cos(position * div_term)
+    return pe
+""",
+        "stack and reshape to interleave": """
+def positional_encoding(max_len, d_model):
+    angle = torch.arange(max_len)[:, None] / 10000 ** (torch.arange(d_model // 2)[None, :] * 2 / d_model)
+    return torch.stack([angle.sin(), angle.cos()], dim=-1).reshape(max_len, d_model).float()
+""",
+        "numpy": """
+def positional_encoding(max_len, d_model):
+    pos = np.arange(max_len)[:, None]
+    i = np.arange(d_model)[None, :]
+    angle = pos / np.power(10000, (2 * (i // 2)) / d_model)
+    angle[:, 0::2] = np.sin(angle[:, 0::2])
+    angle[:, 1::2] = np.cos(angle[:, 1::2])
+    return torch.tensor(angle, dtype=torch.float32)
+""",
+    },
+    "q2_transformer_block": {
+        "hand-written attention module (softmax by hand)": _HAND_BLOCK + _RIGHT,
+        "F.scaled_dot_product_attention on nn.MultiheadAttention's parameters": _BLOCK_INIT + """
+    def forward(self, x, padding_mask=None):
+        b, n, d = x.shape
+        h = self.attn.num_heads
+        q, k, v = F.linear(self.norm1(x), self.attn.in_proj_weight, self.attn.in_proj_bias).chunk(3, dim=-1)
+        q, k, v = (t.view(b, n, h, d // h).transpose(1, 2) for t in (q, k, v))
+        mask = None if padding_mask is None else ~padding_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.1 if self.training else 0.0)
+        x = x + self.dropout(self.attn.out_proj(out.transpose(1, 2).reshape(b, n, d)))
+        return x + self.dropout(self.ffn(self.norm2(x)))
+""",
+        "nn.MultiheadAttention with attention weights returned": _BLOCK_INIT + """
+    def forward(self, x, padding_mask=None):
+        h = self.norm1(x)
+        out, weights = self.attn(h, h, h, key_padding_mask=padding_mask)
+        h = x + self.dropout(out)
+        return h + self.dropout(self.ffn(self.norm2(h)))
+""",
+        "float additive mask": _BLOCK_INIT + """
+    def forward(self, x, padding_mask=None):
+        h = self.norm1(x)
+        mask = None if padding_mask is None else torch.zeros(padding_mask.shape).masked_fill(padding_mask, float("-inf"))
+        x = x + self.dropout(self.attn(h, h, h, key_padding_mask=mask, need_weights=False)[0])
+        return x + self.dropout(self.ffn(self.norm2(x)))
+""",
+    },
+    "q3_classifier": {
+        "masked_fill pooling and trunc_normal init": """
+_Base = TransformerClassifier
+class TransformerClassifier(_Base):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        nn.init.trunc_normal_(self.embedding.weight, std=0.02)
+
+    def forward(self, ids, padding_mask):
+        x = self.embedding(ids) * self.embedding.weight.shape[1] ** 0.5 + self.positions[: ids.size(1)].unsqueeze(0)
+        x = self.dropout(x)
+        for block in self.blocks:
+            x = block(x, padding_mask=padding_mask)
+        x = self.norm(x).masked_fill(padding_mask.unsqueeze(-1), 0.0)
+        lengths = (~padding_mask).sum(dim=1, keepdim=True)
+        return self.head(x.sum(dim=1) / lengths)[:, 0]
+""",
+        "torch.where pooling with a float weight": """
+class TransformerClassifier(TransformerClassifier):
+    def forward(self, ids, padding_mask):
+        x = self.dropout(self.embedding(ids) * math.sqrt(self.embedding.embedding_dim) + self.positions[: ids.shape[1]])
+        for block in self.blocks:
+            x = block(x, padding_mask)
+        x = torch.where(padding_mask[..., None], torch.zeros_like(x), self.norm(x))
+        weight = (1.0 - padding_mask.float()) / (1.0 - padding_mask.float()).sum(dim=1, keepdim=True)
+        return self.head(torch.einsum("bn,bnd->bd", weight, x)).flatten()
+""",
+        "works with the hand-written block": _HAND_BLOCK + _RIGHT,
+    },
+}
+
+
+@pytest.mark.parametrize("question,variant", [(q, v) for q, vs in ALTERNATIVES.items() for v in vs])
+def test_correct_alternative_passes(question, variant):
+    ns = namespace(A, ALTERNATIVES[question][variant])
+    assert failures(A, question, ns, skip=FILE_TESTS) == {}
