@@ -126,3 +126,21 @@ def test_fit_learns_and_keeps_best_weights(monkeypatch, tmp_path):
     path = training.save_weights(model, tmp_path / "m.safetensors")
     loaded = training.load_weights(torch.nn.Linear(5, 1), path)
     assert torch.equal(loaded.weight, model.weight)
+
+
+def test_fit_respects_a_time_budget_within_an_epoch(monkeypatch):
+    monkeypatch.delenv(grading.GRADING_ENV, raising=False)
+    import time as _time
+
+    class SlowLinear(torch.nn.Linear):
+        def forward(self, x):
+            _time.sleep(0.05)
+            return super().forward(x).squeeze(-1)
+
+    x, y = torch.randn(400, 3), torch.ones(400)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)  # 100 batches, >= 5 s
+    model = SlowLinear(3, 1)
+    start = _time.time()
+    history = training.fit(model, loader, [(x[:4], y[:4])], torch.optim.SGD(model.parameters(), lr=0.1), epochs=3,
+                           live_plot=False, max_seconds=0.5)
+    assert _time.time() - start < 3 and len(history["train_loss"]) == 1

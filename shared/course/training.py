@@ -76,7 +76,8 @@ def fit(model: torch.nn.Module, train_loader, val_loader, optimizer: torch.optim
 
     Batches are tuples `(*inputs, labels)`; the model is called as `model(*inputs)`.
     With `keep_best`, the weights of the epoch with the best validation loss (or accuracy when
-    one is measured) are restored at the end. `max_seconds` stops early after a time budget.
+    one is measured) are restored at the end. `max_seconds` is a time budget, checked before every
+    batch: the epoch in progress ends early (and is still validated) once it is spent.
     """
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
     if accuracy_fn is not None:
@@ -93,11 +94,14 @@ def fit(model: torch.nn.Module, train_loader, val_loader, optimizer: torch.optim
     model.to(device)
     plot = LivePlot(title) if live_plot else None
     best_score, best_state, start = None, None, time.time()
+    out_of_time = lambda: max_seconds is not None and time.time() - start > max_seconds
     for epoch in range(1, epochs + 1):
         model.train()
         sums, count = {"loss": 0.0, "acc": 0.0}, 0
         bar = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False)
         for *inputs, labels in bar:
+            if out_of_time():
+                break
             *inputs, labels = _to([*inputs, labels], device)
             output = model(*inputs)
             loss = loss_fn(output, labels)
@@ -112,6 +116,8 @@ def fit(model: torch.nn.Module, train_loader, val_loader, optimizer: torch.optim
                 sums["acc"] += accuracy_fn(output.detach(), labels) * n
             count += n
             bar.set_postfix(loss=f"{sums['loss'] / count:.4f}")
+        if count == 0:
+            break
         val = evaluate(model, val_loader, loss_fn, accuracy_fn, device)
         history["train_loss"].append(sums["loss"] / count)
         history["val_loss"].append(val["loss"])
@@ -125,8 +131,8 @@ def fit(model: torch.nn.Module, train_loader, val_loader, optimizer: torch.optim
             plot.update(history)
         else:
             print(f"epoch {epoch}: " + ", ".join(f"{k} {v[-1]:.4f}" for k, v in history.items()))
-        if max_seconds is not None and time.time() - start > max_seconds:
-            print(f"Stopping after {epoch} epochs: the {max_seconds:.0f} s budget is spent.")
+        if out_of_time():
+            print(f"Stopping in epoch {epoch}: the {max_seconds:.0f} s budget is spent.")
             break
     if keep_best and best_state is not None:
         model.load_state_dict(best_state)
