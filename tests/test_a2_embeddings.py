@@ -1,0 +1,449 @@
+"""Assignment 2: the reference passes every test; each typical mistake fails at least one test;
+different correct implementations pass."""
+import pytest
+
+from masters import failures, load, namespace
+
+A = "a2_embeddings"
+FILE_TESTS = {"test_weights_file_loads", "test_test_accuracy_of_exported_weights"}  # need exported weights
+
+
+def test_reference_passes_every_question():
+    ns = namespace(A)
+    for question in load(A).tests:
+        assert failures(A, question, ns, skip=FILE_TESTS) == {}, question
+
+
+def test_every_question_has_public_and_hidden_tests():
+    for question, tests in load(A).tests.items():
+        assert any(not t.hidden for t in tests), f"{question} has no public test"
+        assert any(t.hidden for t in tests), f"{question} has no hidden test"
+
+
+MISTAKES = {
+    "q1_pad_or_truncate": {
+        "pads at the wrong end": """
+def pad_or_truncate(sequences, max_length, padding="pre", truncating="pre"):
+    out = torch.zeros(len(sequences), max_length, dtype=torch.long)
+    for r, s in enumerate(sequences):
+        s = list(s)
+        s = s[-max_length:] if truncating == "pre" else s[:max_length]
+        if s:
+            if padding == "post":
+                out[r, max_length - len(s):] = torch.tensor(s)
+            else:
+                out[r, :len(s)] = torch.tensor(s)
+    return out
+""",
+        "truncates the wrong end": """
+def pad_or_truncate(sequences, max_length, padding="pre", truncating="pre"):
+    out = torch.zeros(len(sequences), max_length, dtype=torch.long)
+    for r, s in enumerate(sequences):
+        s = list(s)
+        s = s[:max_length] if truncating == "pre" else s[-max_length:]
+        if s:
+            if padding == "pre":
+                out[r, max_length - len(s):] = torch.tensor(s)
+            else:
+                out[r, :len(s)] = torch.tensor(s)
+    return out
+""",
+        "ignores the modes (always pre)": """
+def pad_or_truncate(sequences, max_length, padding="pre", truncating="pre"):
+    out = torch.zeros(len(sequences), max_length, dtype=torch.long)
+    for r, s in enumerate(sequences):
+        s = list(s)[-max_length:]
+        if s:
+            out[r, max_length - len(s):] = torch.tensor(s)
+    return out
+""",
+        "off by one: keeps max_length - 1 words": """
+def pad_or_truncate(sequences, max_length, padding="pre", truncating="pre"):
+    out = torch.zeros(len(sequences), max_length, dtype=torch.long)
+    for r, s in enumerate(sequences):
+        s = list(s)
+        if len(s) >= max_length:
+            s = s[-(max_length - 1):] if truncating == "pre" else s[:max_length - 1]
+        if s:
+            if padding == "pre":
+                out[r, max_length - len(s):] = torch.tensor(s)
+            else:
+                out[r, :len(s)] = torch.tensor(s)
+    return out
+""",
+        "off by one: rows of max_length + 1": """
+def pad_or_truncate(sequences, max_length, padding="pre", truncating="pre"):
+    out = torch.zeros(len(sequences), max_length + 1, dtype=torch.long)
+    for r, s in enumerate(sequences):
+        s = list(s)
+        s = s[-max_length:] if truncating == "pre" else s[:max_length]
+        if s:
+            if padding == "pre":
+                out[r, max_length + 1 - len(s):] = torch.tensor(s)
+            else:
+                out[r, :len(s)] = torch.tensor(s)
+    return out
+""",
+        "empty review crashes or -0 slice (s[-0:] keeps all)": """
+def pad_or_truncate(sequences, max_length, padding="pre", truncating="pre"):
+    out = torch.zeros(len(sequences), max_length, dtype=torch.long)
+    for r, s in enumerate(sequences):
+        s = list(s)
+        s = s[-max_length:] if truncating == "pre" else s[:max_length]
+        if padding == "pre":
+            out[r, -len(s):] = torch.tensor(s, dtype=torch.long)
+        else:
+            out[r, :len(s)] = torch.tensor(s, dtype=torch.long)
+    return out
+""",
+        "float tensor": """
+def pad_or_truncate(sequences, max_length, padding="pre", truncating="pre"):
+    out = torch.zeros(len(sequences), max_length)
+    for r, s in enumerate(sequences):
+        s = list(s)
+        s = s[-max_length:] if truncating == "pre" else s[:max_length]
+        if s:
+            if padding == "pre":
+                out[r, max_length - len(s):] = torch.tensor(s, dtype=torch.float32)
+            else:
+                out[r, :len(s)] = torch.tensor(s, dtype=torch.float32)
+    return out
+""",
+        "returns a NumPy array": """
+def pad_or_truncate(sequences, max_length, padding="pre", truncating="pre"):
+    out = np.zeros((len(sequences), max_length), dtype=np.int64)
+    for r, s in enumerate(sequences):
+        s = list(s)
+        s = s[-max_length:] if truncating == "pre" else s[:max_length]
+        if s:
+            if padding == "pre":
+                out[r, max_length - len(s):] = s
+            else:
+                out[r, :len(s)] = s
+    return out
+""",
+    },
+    "q2_masked_mean": {
+        "plain mean over padded positions": """
+def masked_mean(vectors, ids):
+    return vectors.mean(dim=1)
+""",
+        "divides by max_length": """
+def masked_mean(vectors, ids):
+    mask = (ids != 0).unsqueeze(-1).float()
+    return (vectors * mask).sum(1) / ids.shape[1]
+""",
+        "NaN for reviews that are all padding": """
+def masked_mean(vectors, ids):
+    mask = (ids != 0).unsqueeze(-1).float()
+    return (vectors * mask).sum(1) / mask.sum(1)
+""",
+        "count off by one (+1 to avoid division by zero)": """
+def masked_mean(vectors, ids):
+    mask = (ids != 0).unsqueeze(-1).float()
+    return (vectors * mask).sum(1) / (mask.sum(1) + 1)
+""",
+        "masks the wrong positions (ids == 0)": """
+def masked_mean(vectors, ids):
+    mask = (ids == 0).unsqueeze(-1).float()
+    return (vectors * mask).sum(1) / mask.sum(1).clamp(min=1)
+""",
+        "modifies the vectors in place": """
+def masked_mean(vectors, ids):
+    with torch.no_grad():
+        vectors[ids == 0] = 0.0
+    return vectors.sum(1) / (ids != 0).sum(1, keepdim=True).clamp(min=1)
+""",
+        "pools over the wrong dimension": """
+def masked_mean(vectors, ids):
+    mask = (ids != 0).unsqueeze(-1).float()
+    return (vectors * mask).sum(2) / mask.sum(2).clamp(min=1)
+""",
+    },
+    "q3_model": {
+        "always the plain mean": """
+class EmbeddingClassifier(EmbeddingClassifier):
+    def forward(self, ids):
+        return self.head(self.embedding(ids).mean(1)).squeeze(-1)
+""",
+        "returns probabilities": """
+class EmbeddingClassifier(EmbeddingClassifier):
+    def forward(self, ids):
+        return torch.sigmoid(self.head(masked_mean(self.embedding(ids), ids)).squeeze(-1))
+""",
+        "keeps the (batch, 1) shape": """
+class EmbeddingClassifier(EmbeddingClassifier):
+    def forward(self, ids):
+        return self.head(masked_mean(self.embedding(ids), ids))
+""",
+        "max pooling": """
+class EmbeddingClassifier(EmbeddingClassifier):
+    def forward(self, ids):
+        return self.head(self.embedding(ids).max(1).values).squeeze(-1)
+""",
+    },
+    "q5_glove_matrix": {
+        "rows misaligned by one (forgets that index 0 is reserved)": """
+def build_embedding_matrix(words, glove_index, glove_vectors):
+    m = np.zeros((len(words) + 1, glove_vectors.shape[1]), dtype=np.float32)
+    missing = 0
+    for i, w in enumerate(words):
+        if w in glove_index:
+            m[i] = glove_vectors[glove_index[w]]
+        else:
+            missing += 1
+    return torch.from_numpy(m), missing
+""",
+        "no row for index 0 (len(words) rows)": """
+def build_embedding_matrix(words, glove_index, glove_vectors):
+    m = np.zeros((len(words), glove_vectors.shape[1]), dtype=np.float32)
+    missing = 0
+    for i, w in enumerate(words):
+        if w in glove_index:
+            m[i] = glove_vectors[glove_index[w]]
+        else:
+            missing += 1
+    return torch.from_numpy(m), missing
+""",
+        "missing words get random vectors": """
+def build_embedding_matrix(words, glove_index, glove_vectors):
+    m = np.random.default_rng(0).normal(size=(len(words) + 1, glove_vectors.shape[1])).astype(np.float32)
+    m[0] = 0
+    missing = 0
+    for i, w in enumerate(words, 1):
+        if w in glove_index:
+            m[i] = glove_vectors[glove_index[w]]
+        else:
+            missing += 1
+    return torch.from_numpy(m), missing
+""",
+        "counts the found words instead of the missing ones": """
+def build_embedding_matrix(words, glove_index, glove_vectors):
+    m = np.zeros((len(words) + 1, glove_vectors.shape[1]), dtype=np.float32)
+    found = 0
+    for i, w in enumerate(words, 1):
+        if w in glove_index:
+            m[i] = glove_vectors[glove_index[w]]
+            found += 1
+    return torch.from_numpy(m), found
+""",
+        "float64 matrix": """
+def build_embedding_matrix(words, glove_index, glove_vectors):
+    m = np.zeros((len(words) + 1, glove_vectors.shape[1]))
+    missing = 0
+    for i, w in enumerate(words, 1):
+        if w in glove_index:
+            m[i] = glove_vectors[glove_index[w]]
+        else:
+            missing += 1
+    return torch.from_numpy(m), missing
+""",
+    },
+    "q6_pretrained": {
+        "freeze flag ignored": """
+def pretrained_classifier(matrix, freeze):
+    model = EmbeddingClassifier(matrix.shape[0], matrix.shape[1])
+    model.embedding.weight.data.copy_(torch.as_tensor(matrix))
+    return model
+""",
+        "freeze flag inverted": """
+def pretrained_classifier(matrix, freeze):
+    model = EmbeddingClassifier(matrix.shape[0], matrix.shape[1])
+    model.embedding.weight.data.copy_(torch.as_tensor(matrix))
+    model.embedding.weight.requires_grad_(freeze)
+    return model
+""",
+        "freezes the whole model": """
+def pretrained_classifier(matrix, freeze):
+    model = EmbeddingClassifier(matrix.shape[0], matrix.shape[1])
+    model.embedding.weight.data.copy_(torch.as_tensor(matrix))
+    if freeze:
+        model.requires_grad_(False)
+    return model
+""",
+        "keeps the random initialisation": """
+def pretrained_classifier(matrix, freeze):
+    model = EmbeddingClassifier(matrix.shape[0], matrix.shape[1])
+    model.embedding.weight.requires_grad_(not freeze)
+    return model
+""",
+        "shares the caller's matrix (fine-tuning changes it)": """
+def pretrained_classifier(matrix, freeze):
+    model = EmbeddingClassifier(matrix.shape[0], matrix.shape[1])
+    model.embedding.weight = nn.Parameter(matrix, requires_grad=not freeze)
+    return model
+""",
+    },
+    "q7_neighbours": {
+        "dot product instead of cosine": """
+def nearest_neighbours(matrix, query, k):
+    matrix = torch.as_tensor(matrix, dtype=torch.float32)
+    return torch.topk(matrix @ query, k).indices
+""",
+        "least similar first": """
+def nearest_neighbours(matrix, query, k):
+    norms = matrix.norm(dim=1)
+    sim = (matrix @ query) / (norms * query.norm()).clamp(min=1e-12)
+    sim[norms == 0] = float("inf")
+    return torch.topk(sim, k, largest=False).indices
+""",
+        "Euclidean distance": """
+def nearest_neighbours(matrix, query, k):
+    d = (matrix - query).norm(dim=1)
+    d[matrix.norm(dim=1) == 0] = float("inf")
+    return torch.topk(d, k, largest=False).indices
+""",
+        "zero rows not excluded": """
+def nearest_neighbours(matrix, query, k):
+    norms = matrix.norm(dim=1)
+    sim = (matrix @ query) / (norms * query.norm()).clamp(min=1e-12)
+    return torch.topk(sim, k).indices
+""",
+    },
+}
+
+
+@pytest.mark.parametrize("question,mistake", [(q, m) for q, ms in MISTAKES.items() for m in ms])
+def test_mistake_is_caught(question, mistake):
+    ns = namespace(A, MISTAKES[question][mistake])
+    assert failures(A, question, ns, skip=FILE_TESTS), f"no test of {question} fails on: {mistake}"
+
+
+ALTERNATIVES = {
+    "q1_pad_or_truncate": {
+        "numpy, then torch.from_numpy": """
+def pad_or_truncate(sequences, max_length, padding="pre", truncating="pre"):
+    out = np.zeros((len(sequences), max_length), dtype=np.int64)
+    for r, s in enumerate(sequences):
+        s = np.asarray(s, dtype=np.int64)
+        if len(s) > max_length:
+            s = s[-max_length:] if truncating == "pre" else s[:max_length]
+        if len(s):
+            if padding == "pre":
+                out[r, -len(s):] = s
+            else:
+                out[r, :len(s)] = s
+    return torch.from_numpy(out)
+""",
+        "torch only, with F.pad": """
+def pad_or_truncate(sequences, max_length, padding="pre", truncating="pre"):
+    rows = []
+    for s in sequences:
+        t = torch.tensor(list(s), dtype=torch.long)
+        t = t[max(len(t) - max_length, 0):] if truncating == "pre" else t[:max_length]
+        gap = max_length - len(t)
+        rows.append(torch.nn.functional.pad(t, (gap, 0) if padding == "pre" else (0, gap)))
+    return torch.stack(rows) if rows else torch.zeros(0, max_length, dtype=torch.long)
+""",
+        "Python lists": """
+def pad_or_truncate(sequences, max_length, padding="pre", truncating="pre"):
+    out = []
+    for s in sequences:
+        s = [int(x) for x in s]
+        if len(s) > max_length:
+            s = s[len(s) - max_length:] if truncating == "pre" else s[:max_length]
+        pad = [0] * (max_length - len(s))
+        out.append(pad + s if padding == "pre" else s + pad)
+    return torch.tensor(out, dtype=torch.long).reshape(len(out), max_length)
+""",
+    },
+    "q2_masked_mean": {
+        "masked_fill, then sum / count": """
+def masked_mean(vectors, ids):
+    pad = (ids == 0).unsqueeze(-1)
+    total = vectors.masked_fill(pad, 0.0).sum(dim=1)
+    count = (~pad).sum(dim=1).clamp(min=1)
+    return total / count
+""",
+        "einsum with a float mask": """
+def masked_mean(vectors, ids):
+    mask = (ids != 0).float()
+    total = torch.einsum("bt,btd->bd", mask, vectors)
+    return total / mask.sum(1, keepdim=True).clamp(min=1.0)
+""",
+        "torch.where guarding empty rows": """
+def masked_mean(vectors, ids):
+    mask = (ids != 0).unsqueeze(-1)
+    count = mask.sum(1)
+    total = torch.where(mask, vectors, torch.zeros_like(vectors)).sum(1)
+    return torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))
+""",
+    },
+    "q3_model": {
+        "pooling written inline": """
+class EmbeddingClassifier(EmbeddingClassifier):
+    def forward(self, ids):
+        e = self.embedding(ids)
+        if self.pooling == "mean":
+            pooled = e.sum(1) / ids.shape[1]
+        else:
+            m = (ids > 0).float().unsqueeze(2)
+            pooled = (e * m).sum(1) / m.sum(1).clamp(min=1)
+        return self.head(pooled)[:, 0]
+""",
+    },
+    "q5_glove_matrix": {
+        "torch, vectorised": """
+def build_embedding_matrix(words, glove_index, glove_vectors):
+    rows = [glove_index.get(w, -1) for w in words]
+    found = [i for i, r in enumerate(rows, 1) if r >= 0]
+    matrix = torch.zeros(len(words) + 1, glove_vectors.shape[1])
+    if found:
+        matrix[found] = torch.as_tensor(np.asarray(glove_vectors)[[r for r in rows if r >= 0]], dtype=torch.float32)
+    return matrix, len(words) - len(found)
+""",
+        "returns a NumPy float32 matrix": """
+def build_embedding_matrix(words, glove_index, glove_vectors):
+    m = np.zeros((len(words) + 1, glove_vectors.shape[1]), dtype=np.float32)
+    for i, w in enumerate(words, 1):
+        if w in glove_index:
+            m[i] = glove_vectors[glove_index[w]]
+    return torch.tensor(m), sum(w not in glove_index for w in words)
+""",
+    },
+    "q6_pretrained": {
+        "nn.Embedding.from_pretrained": """
+def pretrained_classifier(matrix, freeze):
+    matrix = torch.as_tensor(matrix, dtype=torch.float32)
+    model = EmbeddingClassifier(matrix.shape[0], matrix.shape[1])
+    model.embedding = nn.Embedding.from_pretrained(matrix.clone(), freeze=freeze)
+    return model
+""",
+        "freezes with a detach in a subclass": """
+class _Frozen(EmbeddingClassifier):
+    def forward(self, ids):
+        vectors = self.embedding(ids).detach()
+        return self.head(masked_mean(vectors, ids)).squeeze(-1)
+
+def pretrained_classifier(matrix, freeze):
+    matrix = torch.as_tensor(matrix, dtype=torch.float32)
+    model = (_Frozen if freeze else EmbeddingClassifier)(matrix.shape[0], matrix.shape[1])
+    model.embedding.weight.data.copy_(matrix)
+    if freeze:
+        model.embedding.weight.requires_grad_(False)
+    return model
+""",
+    },
+    "q7_neighbours": {
+        "normalise rows, then argsort": """
+def nearest_neighbours(matrix, query, k):
+    m = torch.nn.functional.normalize(torch.as_tensor(matrix, dtype=torch.float32), dim=1)
+    q = torch.nn.functional.normalize(torch.as_tensor(query, dtype=torch.float32), dim=0)
+    sim = m @ q
+    sim = torch.where(m.norm(dim=1) > 0, sim, torch.full_like(sim, -10.0))
+    return torch.argsort(sim, descending=True)[:k]
+""",
+        "F.cosine_similarity": """
+def nearest_neighbours(matrix, query, k):
+    sim = torch.nn.functional.cosine_similarity(matrix, query.unsqueeze(0), dim=1)
+    sim[matrix.abs().sum(1) == 0] = -float("inf")
+    return sim.topk(k).indices.long()
+""",
+    },
+}
+
+
+@pytest.mark.parametrize("question,variant", [(q, v) for q, vs in ALTERNATIVES.items() for v in vs])
+def test_correct_alternative_passes(question, variant):
+    ns = namespace(A, ALTERNATIVES[question][variant])
+    assert failures(A, question, ns, skip=FILE_TESTS) == {}
