@@ -109,6 +109,9 @@ def copy_autograder_zip(assignment: Assignment, dist: Path) -> None:
             if item.filename == "otter_config.json":
                 content = json.dumps(_with_guard(json.loads(content), assignment), indent=2).encode()
             target.writestr(item, content)
+            if item.filename.startswith("files/course/"):
+                # also at the zip's root: Gradescope runs run_otter.py from source/, which must import the plugin
+                target.writestr(item.filename.removeprefix("files/"), content)
 
 
 CELL_TIMEOUT_S = 120   # per notebook cell while grading; the whole submission has autograder.grade's limit

@@ -110,3 +110,29 @@ def test_grading_twice_gives_identical_scores(reference_zip, tmp_path):
     second = grade(reference_zip, A1, tmp_path / "two", quiet=True)
     strip = lambda r: [(t["name"], t.get("score"), t.get("output")) for t in r["tests"]]
     assert strip(first) == strip(second)
+
+
+def test_a_submitted_course_library_does_not_replace_the_graders(reference_zip, tmp_path):
+    """A zip carrying its own course/grading.py (easy 'test set') and untrained weights gains nothing."""
+    import torch
+    from safetensors.torch import save_file
+
+    notebook = _notebook(reference_zip, tmp_path)
+    shapes = {"idf": (10000,), "mlp.0.weight": (16, 10000), "mlp.0.bias": (16,), "mlp.3.weight": (16, 16),
+              "mlp.3.bias": (16,), "mlp.6.weight": (1, 16), "mlp.6.bias": (1,)}
+    save_file({k: torch.zeros(v) for k, v in shapes.items()}, str(tmp_path / "a1_weights.safetensors"))
+    fake = (
+        "class SubmissionError(AssertionError):\n    pass\n"
+        "def is_grading():\n    return True\n"
+        "def load_submitted_weights(path, shapes, max_mb=50):\n"
+        "    from safetensors.torch import load_file\n    return load_file(str(path))\n"
+        "def imdb_test_ids(vocab_size=10000):\n    return [[1]] * 10, [0] * 10\n"  # zero weights predict 0: 100%
+    )
+    path = tmp_path / "a1_tfidf_export.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.write(notebook, "a1_tfidf.ipynb")
+        zf.write(tmp_path / "a1_weights.safetensors", "a1_weights.safetensors")
+        zf.writestr("course/__init__.py", "")
+        zf.writestr("course/grading.py", fake)
+    results = grade(path, A1, tmp_path / "out", quiet=True)
+    assert _scores(results)["q6_trained_model"] <= 1, "the hidden accuracy test must use the autograder's library"

@@ -59,6 +59,26 @@ except (OSError, ValueError, StopIteration):
 class CourseGradingPlugin(AbstractOtterPlugin):
     """Config keys: assignment (name), cell_timeout_s, memory_mb (kernel data budget)."""
 
+    TRUSTED = ("course", "grading_data")  # support folders the autograder ships in source/files
+
+    def before_grading(self, ag_config):
+        """Replace any `course/` or `grading_data/` a submission brought with the autograder's own copies.
+
+        otter copies support files into the submission folder only when absent, so without this a
+        zip holding its own `course/grading.py` would grade itself. The working directory is the
+        submission folder; the autograder's files are in ../source/files.
+        """
+        import shutil
+        from pathlib import Path
+
+        for name in self.TRUSTED:
+            trusted = Path("..") / "source" / "files" / name
+            if trusted.is_dir():
+                shutil.rmtree(name, ignore_errors=True)
+                if Path(name).exists():  # a file, not a folder
+                    Path(name).unlink()
+                shutil.copytree(trusted, name)
+
     def before_execution(self, submission):
         if not isinstance(submission, nbformat.NotebookNode):
             return submission
