@@ -1,17 +1,9 @@
 """Assignment 1: the reference passes every test; each typical mistake fails at least one test;
 different correct implementations pass."""
-import pytest
 
-from masters import failures, load, namespace
+from masters import standard_tests
 
 A = "a1_tfidf"
-FILE_TESTS = {"test_weights_file_loads", "test_test_accuracy_of_exported_weights"}  # need exported weights
-
-
-def test_reference_passes_every_question():
-    ns = namespace(A)
-    for question in load(A).tests:
-        assert failures(A, question, ns, skip=FILE_TESTS) == {}, question
 
 
 MISTAKES = {
@@ -143,12 +135,6 @@ class BagOfWordsClassifier(BagOfWordsClassifier):
 }
 
 
-@pytest.mark.parametrize("question,mistake", [(q, m) for q, ms in MISTAKES.items() for m in ms])
-def test_mistake_is_caught(question, mistake):
-    ns = namespace(A, MISTAKES[question][mistake])
-    assert failures(A, question, ns, skip=FILE_TESTS), f"no test of {question} fails on: {mistake}"
-
-
 ALTERNATIVES = {
     "q2_multi_hot": {
         "scatter_": """
@@ -212,7 +198,5 @@ def build_vocabulary(token_lists, size):
 }
 
 
-@pytest.mark.parametrize("question,variant", [(q, v) for q, vs in ALTERNATIVES.items() for v in vs])
-def test_correct_alternative_passes(question, variant):
-    ns = namespace(A, ALTERNATIVES[question][variant])
-    assert failures(A, question, ns, skip=FILE_TESTS) == {}
+test_reference_passes_every_question, test_mistake_is_caught, test_correct_alternative_passes = \
+    standard_tests(A, MISTAKES, ALTERNATIVES)

@@ -1,17 +1,9 @@
 """Assignment 2: the reference passes every test; each typical mistake fails at least one test;
 different correct implementations pass."""
-import pytest
 
-from masters import failures, load, namespace
+from masters import load, standard_tests
 
 A = "a2_embeddings"
-FILE_TESTS = {"test_weights_file_loads", "test_test_accuracy_of_exported_weights"}  # need exported weights
-
-
-def test_reference_passes_every_question():
-    ns = namespace(A)
-    for question in load(A).tests:
-        assert failures(A, question, ns, skip=FILE_TESTS) == {}, question
 
 
 def test_every_question_has_public_and_hidden_tests():
@@ -303,12 +295,6 @@ def nearest_neighbours(matrix, query, k):
 }
 
 
-@pytest.mark.parametrize("question,mistake", [(q, m) for q, ms in MISTAKES.items() for m in ms])
-def test_mistake_is_caught(question, mistake):
-    ns = namespace(A, MISTAKES[question][mistake])
-    assert failures(A, question, ns, skip=FILE_TESTS), f"no test of {question} fails on: {mistake}"
-
-
 ALTERNATIVES = {
     "q1_pad_or_truncate": {
         "numpy, then torch.from_numpy": """
@@ -443,7 +429,5 @@ def nearest_neighbours(matrix, query, k):
 }
 
 
-@pytest.mark.parametrize("question,variant", [(q, v) for q, vs in ALTERNATIVES.items() for v in vs])
-def test_correct_alternative_passes(question, variant):
-    ns = namespace(A, ALTERNATIVES[question][variant])
-    assert failures(A, question, ns, skip=FILE_TESTS) == {}
+test_reference_passes_every_question, test_mistake_is_caught, test_correct_alternative_passes = \
+    standard_tests(A, MISTAKES, ALTERNATIVES)

@@ -1,16 +1,9 @@
 """Assignment 3: the reference passes every test; each typical mistake fails at least one test of its
 question; different correct implementations pass."""
-import pytest
 
-from masters import failures, load, namespace
+from masters import load, standard_tests
 
 A = "a3_self_attention"
-
-
-def test_reference_passes_every_question():
-    ns = namespace(A)
-    for question in load(A).tests:
-        assert failures(A, question, ns) == {}, question
 
 
 def test_every_question_has_hidden_tests():
@@ -231,12 +224,6 @@ class AttentionClassifier(AttentionClassifier):
 }
 
 
-@pytest.mark.parametrize("question,mistake", [(q, m) for q, ms in MISTAKES.items() for m in ms])
-def test_mistake_is_caught(question, mistake):
-    ns = namespace(A, MISTAKES[question][mistake])
-    assert failures(A, question, ns), f"no test of {question} fails on: {mistake}"
-
-
 ALTERNATIVES = {
     "q1_simple_self_attention": {
         "einsum": """
@@ -334,7 +321,5 @@ class AttentionClassifier(AttentionClassifier):
 }
 
 
-@pytest.mark.parametrize("question,variant", [(q, v) for q, vs in ALTERNATIVES.items() for v in vs])
-def test_correct_alternative_passes(question, variant):
-    ns = namespace(A, ALTERNATIVES[question][variant])
-    assert failures(A, question, ns) == {}
+test_reference_passes_every_question, test_mistake_is_caught, test_correct_alternative_passes = \
+    standard_tests(A, MISTAKES, ALTERNATIVES)

@@ -1,16 +1,9 @@
 """Assignment 4: the reference passes every test; each typical mistake fails at least one test of its
 question; different correct implementations (fused or separate projections, einsum, additive masks) pass."""
-import pytest
 
-from masters import failures, load, namespace
+from masters import load, standard_tests
 
 A = "a4_multihead"
-
-
-def test_reference_passes_every_question():
-    ns = namespace(A)
-    for question in load(A).tests:
-        assert failures(A, question, ns) == {}, question
 
 
 def test_every_question_has_hidden_tests():
@@ -143,12 +136,6 @@ class MultiHeadSelfAttention(_Base):
 }
 
 
-@pytest.mark.parametrize("question,mistake", [(q, m) for q, ms in MISTAKES.items() for m in ms])
-def test_mistake_is_caught(question, mistake):
-    ns = namespace(A, MISTAKES[question][mistake])
-    assert failures(A, question, ns), f"no test of {question} fails on: {mistake}"
-
-
 ALTERNATIVES = {
     "q1_split_heads": {
         "reshape and permute": """
@@ -247,7 +234,5 @@ class MultiHeadSelfAttention(nn.Module):
 }
 
 
-@pytest.mark.parametrize("question,variant", [(q, v) for q, vs in ALTERNATIVES.items() for v in vs])
-def test_correct_alternative_passes(question, variant):
-    ns = namespace(A, ALTERNATIVES[question][variant])
-    assert failures(A, question, ns) == {}
+test_reference_passes_every_question, test_mistake_is_caught, test_correct_alternative_passes = \
+    standard_tests(A, MISTAKES, ALTERNATIVES)

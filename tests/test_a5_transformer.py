@@ -1,17 +1,9 @@
 """Assignment 5: the reference passes every test; each typical mistake fails at least one test;
 different correct implementations pass."""
-import pytest
 
-from masters import failures, load, namespace
+from masters import standard_tests
 
 A = "a5_transformer"
-FILE_TESTS = {"test_weights_file_loads", "test_test_accuracy_of_exported_weights"}  # need exported weights
-
-
-def test_reference_passes_every_question():
-    ns = namespace(A)
-    for question in load(A).tests:
-        assert failures(A, question, ns, skip=FILE_TESTS) == {}, question
 
 
 # a block written by hand (no nn.MultiheadAttention); `SCALE` and `MASK` let mistakes vary it
@@ -269,12 +261,6 @@ class TransformerClassifier(_Base):
 }
 
 
-@pytest.mark.parametrize("question,mistake", [(q, m) for q, ms in MISTAKES.items() for m in ms])
-def test_mistake_is_caught(question, mistake):
-    ns = namespace(A, MISTAKES[question][mistake])
-    assert failures(A, question, ns, skip=FILE_TESTS), f"no test of {question} fails on: {mistake}"
-
-
 ALTERNATIVES = {
     "q1_positional_encoding": {
         "double loop over positions and pairs": """
@@ -370,7 +356,5 @@ class TransformerClassifier(TransformerClassifier):
 }
 
 
-@pytest.mark.parametrize("question,variant", [(q, v) for q, vs in ALTERNATIVES.items() for v in vs])
-def test_correct_alternative_passes(question, variant):
-    ns = namespace(A, ALTERNATIVES[question][variant])
-    assert failures(A, question, ns, skip=FILE_TESTS) == {}
+test_reference_passes_every_question, test_mistake_is_caught, test_correct_alternative_passes = \
+    standard_tests(A, MISTAKES, ALTERNATIVES)

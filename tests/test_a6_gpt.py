@@ -1,17 +1,9 @@
 """Assignment 6: the reference passes every test; each typical mistake fails at least one test;
 different correct implementations pass."""
-import pytest
 
-from masters import failures, load, namespace
+from masters import standard_tests
 
 A = "a6_gpt"
-FILE_TESTS = {"test_weights_file_loads", "test_validation_loss_of_exported_weights"}  # need exported weights
-
-
-def test_reference_passes_every_question():
-    ns = namespace(A)
-    for question in load(A).tests:
-        assert failures(A, question, ns, skip=FILE_TESTS) == {}, question
 
 
 # A sampler written once, with one line swapped per mistake (keeps each mistake to the point).
@@ -231,12 +223,6 @@ class GPT(_Base):
 }
 
 
-@pytest.mark.parametrize("question,mistake", [(q, m) for q, ms in MISTAKES.items() for m in ms])
-def test_mistake_is_caught(question, mistake):
-    ns = namespace(A, MISTAKES[question][mistake])
-    assert failures(A, question, ns, skip=FILE_TESTS), f"no test of {question} fails on: {mistake}"
-
-
 ALTERNATIVES = {
     "q1_causal_mask": {
         "triu inverted": "def causal_mask(T):\n    return ~torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)\n",
@@ -360,7 +346,5 @@ def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, greedy=
 }
 
 
-@pytest.mark.parametrize("question,variant", [(q, v) for q, vs in ALTERNATIVES.items() for v in vs])
-def test_correct_alternative_passes(question, variant):
-    ns = namespace(A, ALTERNATIVES[question][variant])
-    assert failures(A, question, ns, skip=FILE_TESTS) == {}
+test_reference_passes_every_question, test_mistake_is_caught, test_correct_alternative_passes = \
+    standard_tests(A, MISTAKES, ALTERNATIVES)

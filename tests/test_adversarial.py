@@ -3,15 +3,13 @@
 Each case edits the reference notebook the way a student could; the grader must stay in control:
 bounded time, a results.json with a message, no points gained.
 """
-import json
 import zipfile
 
-import nbformat
 import pytest
 
 from autograder.assignments import ASSIGNMENTS
 from autograder.grade import grade
-from test_grading import FULL, _insert_after_imports, _notebook, reference_zip  # noqa: F401 - fixture
+from test_grading import FULL, _insert_after_imports, _notebook
 
 A1 = ASSIGNMENTS["a1_tfidf"]
 

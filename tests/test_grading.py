@@ -10,18 +10,10 @@ import nbformat
 import pytest
 
 from autograder.assignments import ASSIGNMENTS
-from autograder.build import copy_autograder_zip, otter_assign, run_reference
 from autograder.grade import grade, grade_all
 
 A1 = ASSIGNMENTS["a1_tfidf"]
 FULL = 18
-
-
-@pytest.fixture(scope="module")
-def reference_zip():
-    dist = otter_assign(A1)
-    copy_autograder_zip(A1, dist)
-    return run_reference(A1, dist)  # trains the reference (about 30 s on CPU; cached in build/)
 
 
 def _notebook(reference_zip, tmp_path, edit=None):

@@ -1,5 +1,4 @@
 """The course library: text processing, data errors, safe weight loading, grading-mode behaviour."""
-import os
 import pickle
 
 import numpy as np

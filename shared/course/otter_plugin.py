@@ -93,7 +93,6 @@ class CourseGradingPlugin(AbstractOtterPlugin):
         for number, cell in enumerate(submission.cells, 1):
             if cell.cell_type == "code":
                 first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")[:40]
-                label = f"cell {number}: {first!r}" if first else f"cell {number}"
                 # one line, so the student's line numbers in tracebacks move by one only
                 cell.source = f"{GUARD_NAME}({number}, {first!r})\n" + cell.source
             cells.append(cell)
