@@ -5,6 +5,8 @@ bounded time, a results.json with a message, no points gained.
 """
 import zipfile
 
+import nbformat
+
 import pytest
 
 from autograder.assignments import ASSIGNMENTS
@@ -134,3 +136,32 @@ def test_a_submitted_course_library_does_not_replace_the_graders(reference_zip, 
         zf.writestr("course/grading.py", fake)
     results = grade(path, A1, tmp_path / "out", quiet=True)
     assert _scores(results)["q6_trained_model"] <= 1, "the hidden accuracy test must use the autograder's library"
+
+
+TAMPERING = '''
+import glob, torch, numpy
+from otter.execute import Checker
+torch.allclose = lambda *a, **k: True
+torch.equal = lambda *a, **k: True
+numpy.allclose = lambda *a, **k: True
+torch.Tensor.__eq__ = lambda self, other: torch.ones((), dtype=torch.bool)
+for path in glob.glob("tests/*.py"):  # every hidden and public test replaced by one that passes
+    name = path.split("/")[-1][:-3]
+    open(path, "w").write(
+        "from otter.test_files import test_case\\nOK_FORMAT = False\\nname = %r\\npoints = 99\\n"
+        "@test_case(points=99, hidden=False)\\ndef test_ok():\\n    pass\\n" % name)
+Checker.check_if_not_already_checked = classmethod(lambda cls, *a, **k: None)
+'''
+
+
+def test_tampering_with_tests_libraries_and_grader_gains_nothing(reference_zip, tmp_path):
+    """A wrong tfidf_l2 (forgets the idf) plus monkeypatched torch/numpy, rewritten test files and a
+    replaced otter Checker: the question still scores zero and no other score is inflated."""
+    wrong = "def tfidf_l2(multi_hot_rows, idf):\n    return multi_hot_rows / multi_hot_rows.norm(dim=1, keepdim=True).clamp(min=1e-12)"
+    notebook = _notebook(reference_zip, tmp_path, lambda nb: nb.cells.append(nbformat.v4.new_code_cell(wrong + "\n" + TAMPERING)))
+    with zipfile.ZipFile(reference_zip) as zf:
+        (tmp_path / "a1_weights.safetensors").write_bytes(zf.read("a1_weights.safetensors"))
+    results = grade(notebook, A1, tmp_path / "out", quiet=True)
+    scores = _scores(results)
+    assert scores["q4_tfidf_l2"] == 0, scores
+    assert sum(scores.values()) <= FULL - 2 and max(t["max_score"] for t in results["tests"] if "score" in t) <= 4

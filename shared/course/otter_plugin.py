@@ -7,7 +7,12 @@ Enabled in every autograder zip by autograder/build.py (otter_config.json -> plu
   names the cell, and the remaining cells and questions are still graded;
 - the kernel gets a memory cap, so a cell that allocates without bound fails with MemoryError
   instead of killing the kernel;
-- training is switched off (COURSE_GRADING=1), whatever tags the student removed.
+- training is switched off (COURSE_GRADING=1), whatever tags the student removed;
+- after the last student cell, functions of torch, numpy, math, builtins and otter that student code
+  replaced are put back, the autograder's test files are restored, and otter's cached results are
+  cleared, so every question is scored by one final, untampered run of its tests.
+Limits: this is the same process as the student's code. A background thread, a C-level patch, or an
+object whose comparison methods lie can still fool in-kernel tests; see the README.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import nbformat
 from otter.plugins import AbstractOtterPlugin
 
 GUARD_NAME = "__course_cell_guard__"
+FINAL_NAME = "__course_before_final_check__"
 
 GUARD_SOURCE = '''\
 import os as _os, resource as _resource, signal as _signal
@@ -28,7 +34,7 @@ class CellTimeLimitExceeded(Exception):
 def {guard}(cell=None, label="", seconds={seconds}):
     import sys as _sys
     # drop the last traceback IPython keeps, so memory held by a failed cell's frames can be freed
-    if _sys.last_traceback is not None:
+    if getattr(_sys, "last_traceback", None) is not None:
         _sys.last_type = _sys.last_value = _sys.last_traceback = None
         try:
             get_ipython().InteractiveTB.tb = None
@@ -53,6 +59,42 @@ try:
     _cap_memory({extra_mb})
 except (OSError, ValueError, StopIteration):
     pass
+
+def _course_snapshot():
+    """What tests rely on, as it is before any student code runs."""
+    import builtins, math, torch, torch.nn.functional, numpy, otter.execute, otter.test_files, otter.test_files.exception_test
+    owners = [builtins, math, torch, torch.nn.functional, torch.testing, numpy, numpy.testing, torch.Tensor, torch._C.TensorBase,
+              otter.execute.Checker, otter.test_files.GradingResults, otter.test_files.exception_test.ExceptionTestFile,
+              otter.test_files.exception_test.test_case]
+    return [(owner, dict(vars(owner))) for owner in owners]
+
+_course_saved = _course_snapshot()
+
+def {final}():
+    """Run after the last student cell, just before otter's final check cell: undo what student code
+    may have replaced, restore the autograder's own test files, and make otter re-run every question."""
+    import shutil, sys, threading
+    sys.settrace(None); sys.setprofile(None); threading.settrace(None); threading.setprofile(None)
+    for owner, saved in _course_saved:
+        if isinstance(owner, type):  # a method added to a class shadows the inherited one: remove it
+            for name in [n for n in vars(owner) if n not in saved]:
+                try:
+                    delattr(owner, name)
+                except (AttributeError, TypeError):
+                    pass
+        for name, value in saved.items():
+            if vars(owner).get(name, None) is not value:
+                try:
+                    setattr(owner, name, value)
+                except (AttributeError, TypeError):
+                    pass
+    if _os.path.isdir("../source/tests"):
+        shutil.rmtree("tests", ignore_errors=True)
+        shutil.copytree("../source/tests", "tests")
+    from otter.execute import Checker
+    Checker._test_files = []
+    Checker._track_results = True
+    {guard}(None)
 '''
 
 
@@ -89,14 +131,14 @@ class CourseGradingPlugin(AbstractOtterPlugin):
         # COURSE_CELL_TIMEOUT_S overrides the zip's setting (used by the repository's tests)
         seconds = int(os.environ.get("COURSE_CELL_TIMEOUT_S", self.plugin_config.get("cell_timeout_s", 120)))
         extra_mb = int(self.plugin_config.get("memory_mb", 2048))
-        cells = [nbformat.v4.new_code_cell(GUARD_SOURCE.format(guard=GUARD_NAME, seconds=seconds, extra_mb=extra_mb))]
+        cells = [nbformat.v4.new_code_cell(GUARD_SOURCE.format(guard=GUARD_NAME, final=FINAL_NAME, seconds=seconds, extra_mb=extra_mb))]
         for number, cell in enumerate(submission.cells, 1):
             if cell.cell_type == "code":
                 first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")[:40]
                 # one line, so the student's line numbers in tracebacks move by one only
                 cell.source = f"{GUARD_NAME}({number}, {first!r})\n" + cell.source
             cells.append(cell)
-        cells.append(nbformat.v4.new_code_cell(f"{GUARD_NAME}(None)"))
+        cells.append(nbformat.v4.new_code_cell(f"{FINAL_NAME}()"))
         submission.cells = cells
         return submission
 
