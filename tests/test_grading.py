@@ -40,9 +40,12 @@ def test_reference_scores_full_marks(reference_zip, tmp_path):
     assert (tmp_path / "summary.txt").read_text().strip().endswith(f"total: {FULL} / {FULL}")
 
 
-def test_stub_scores_zero(reference_zip, tmp_path):
+def test_stub_scores_zero_and_hidden_test_code_stays_hidden(reference_zip, tmp_path):
     results = grade(A1.release, A1, tmp_path, quiet=True)
     assert sum(t["score"] for t in results["tests"] if "score" in t) == 0
+    everything = json.dumps(results)
+    assert "Hidden test failed" in everything
+    assert "assert torch.is_tensor(idf)" not in everything, "a hidden test's source line reached results.json"
 
 
 def test_missing_weights_loses_only_the_model_question(reference_zip, tmp_path):

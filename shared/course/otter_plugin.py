@@ -143,7 +143,13 @@ class CourseGradingPlugin(AbstractOtterPlugin):
         return submission
 
     def after_grading(self, results):
-        """Report the cells that raised while grading (time limit, memory, bugs) in results.json's output."""
+        """Hide hidden tests' code in their failure messages; report cells that raised while grading."""
+        for test_file in getattr(results, "results", {}).values():
+            for result in getattr(test_file, "test_case_results", []):
+                if result.test_case.hidden and not result.passed:
+                    # otter quotes the failing line of the test; keep only the exception, which says what failed
+                    last = result.message.strip().splitlines()[-1] if result.message.strip() else ""
+                    result.message = "❌ Hidden test failed\n" + last
         notebook = getattr(results, "notebook", None)
         if notebook is None:
             return
