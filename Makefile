@@ -44,3 +44,9 @@ clean:
 ## make bench-grading: CPU seconds, wall seconds and peak memory of grading each reference submission
 bench-grading: env
 	$(PY) -m autograder.bench
+
+## make nbgrader [NBGRADER_ASSIGNMENTS="a1_tfidf a3_self_attention"]: an nbgrader course directory (build/nbgrader/)
+## from the masters; autogrades the reference (weights from make release) and the stub: full marks and zero
+.PHONY: nbgrader
+nbgrader: env
+	$(PY) -m autograder.nbgrader_build $(NBGRADER_ASSIGNMENTS)

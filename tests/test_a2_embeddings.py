@@ -1,7 +1,7 @@
 """Assignment 2: the reference passes every test; each typical mistake fails at least one test;
 different correct implementations pass."""
 
-from masters import load, standard_tests
+from autograder.masters import load, standard_tests
 
 A = "a2_embeddings"
 

@@ -1,7 +1,7 @@
 """Assignment 3: the reference passes every test; each typical mistake fails at least one test of its
 question; different correct implementations pass."""
 
-from masters import load, standard_tests
+from autograder.masters import load, standard_tests
 
 A = "a3_self_attention"
 

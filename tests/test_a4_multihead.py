@@ -1,7 +1,7 @@
 """Assignment 4: the reference passes every test; each typical mistake fails at least one test of its
 question; different correct implementations (fused or separate projections, einsum, additive masks) pass."""
 
-from masters import load, standard_tests
+from autograder.masters import load, standard_tests
 
 A = "a4_multihead"
 

@@ -6,7 +6,7 @@ import pytest
 
 from autograder.assignments import ASSIGNMENTS
 from autograder.build import otter_assign, student_notebook_json
-from masters import load
+from autograder.masters import load
 
 NAMES = sorted(ASSIGNMENTS)
 

@@ -1,6 +1,6 @@
 """Read a master (jupytext percent format with otter-assign markers) without otter.
 
-This lets the test suite run each question's tests, public and hidden, against the reference
+Used by the nbgrader build, and by the test suite to run each question's tests, public and hidden, against the reference
 solution and against deliberately wrong variants ("mistakes") in milliseconds, with no kernel.
 Tests run as otter runs them: each test function is defined in a fresh namespace and receives
 the notebook's globals by parameter name.
