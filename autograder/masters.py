@@ -32,6 +32,7 @@ class TestSource:
 class Master:
     name: str
     solution_cells: list[str] = field(default_factory=list)  # graded code, in order (not otter_ignore)
+    other_cells: list[str] = field(default_factory=list)  # markdown and not-graded code (data, training, plots)
     tests: dict[str, list[TestSource]] = field(default_factory=dict)  # question -> tests
     points: dict[str, float] = field(default_factory=dict)
 
@@ -61,6 +62,7 @@ def load(name: str) -> Master:
                 in_tests = False
             continue
         if cell.cell_type != "code":
+            master.other_cells.append(cell.source)
             continue
         if in_tests:
             source, hidden, points = cell.source, False, None
@@ -73,6 +75,8 @@ def load(name: str) -> Master:
             master.tests[question].append(TestSource(test_name, source, hidden, points))
         elif "otter_ignore" not in cell.metadata.get("tags", []):
             master.solution_cells.append(cell.source)
+        else:
+            master.other_cells.append(cell.source)
     return master
 
 

@@ -49,9 +49,9 @@ def {guard}(cell=None, label="", seconds={seconds}):
 
 def _cap_memory(extra_mb):
     with open("/proc/self/status") as status:
-        vm_kb = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+        vm_kb = next(int(line.split()[1]) for line in status if line.startswith("VmData:"))
     limit = (vm_kb // 1024 + extra_mb) * 2**20
-    _resource.setrlimit(_resource.RLIMIT_AS, (limit, limit))
+    _resource.setrlimit(_resource.RLIMIT_DATA, (limit, limit))
 
 try:
     import torch as _torch, numpy as _np  # map the libraries before the cap, so the cap is about data
