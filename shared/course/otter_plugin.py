@@ -36,8 +36,9 @@ def {guard}(cell=None, label="", seconds={seconds}):
     # drop the last traceback IPython keeps, so memory held by a failed cell's frames can be freed
     if getattr(_sys, "last_traceback", None) is not None:
         _sys.last_type = _sys.last_value = _sys.last_traceback = None
-        try:
+        try:  # IPython keeps the failed cell's exception (and so its frames) in two more places
             get_ipython().InteractiveTB.tb = None
+            get_ipython().last_execution_result.error_in_exec = None
         except (NameError, AttributeError):
             pass
         import gc as _gc
