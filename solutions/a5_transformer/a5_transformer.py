@@ -514,8 +514,8 @@ def test_classifier_returns_logits_and_uses_dropout(TransformerClassifier):
 # longest review of its batch, with the matching padding mask. Settings: width 64, 4 heads, feed-forward 128, one block,
 # dropout 0.1, AdamW with learning rate 1e-3, batches of 64, **one epoch**.
 #
-# One epoch took 9 minutes on our 2-core CPU while it was shared with three other jobs (roughly 2–4 minutes on an idle
-# laptop CPU, our estimate); on a GPU it should take seconds (we did not measure it here). A second epoch barely helps: the model starts to overfit 15,000 reviews.
+# One epoch took about 1 minute on an idle 2-core CPU (61 s measured; 4.5 minutes while the machine was shared with
+# other jobs); on a GPU it should take seconds (not measured: no GPU was available when this was written). A second epoch barely helps: the model starts to overfit 15,000 reviews.
 # Keep `MAX_LEN`, `D_MODEL`, `NUM_HEADS`, `D_FF` and `NUM_BLOCKS` as they are: the grader rebuilds this architecture.
 
 # %% tags=["otter_ignore"]
@@ -564,9 +564,9 @@ plotting.plot_history(history, "Transformer classifier (one epoch: one point per
 #
 # The grader loads `a5_weights.safetensors` into its own copy of this architecture (width 64, 4 heads, feed-forward 128,
 # one block, the first 200 tokens of each review) on a CPU and measures accuracy on all 25,000 IMDB test reviews.
-# **To pass, test accuracy must be at least 84%.** One epoch of the reference solution reached 85.8% on the test split
-# (87.1% validation); the margin of about 2 points covers seed-to-seed variation (accuracy swings 1–2 points between
-# nearby training steps). Validation accuracy reads 0.5–1.5 points above test accuracy for these models, so aim for a
+# **To pass, test accuracy must be at least 83%.** One epoch of the reference solution reached 85.8%, 85.1% and 85.1%
+# on the test split with seeds 42, 1 and 2; the margin of 2 points below the worst seed covers seed-to-seed variation
+# (accuracy swings 1–2 points between nearby training steps). Validation accuracy reads 0.5–1.5 points above test accuracy for these models, so aim for a
 # validation accuracy of at least 86%.
 
 # %% tags=["otter_ignore"]
@@ -607,7 +607,7 @@ def test_weights_file_loads():
 """ # BEGIN TEST CONFIG
 hidden: true
 points: 3
-failure_message: "Your exported model is below 84% accuracy on the IMDB test split (or could not be evaluated)."
+failure_message: "Your exported model is below 83% accuracy on the IMDB test split (or could not be evaluated)."
 """ # END TEST CONFIG
 def test_test_accuracy_of_exported_weights():
     import math
@@ -658,7 +658,7 @@ def test_test_accuracy_of_exported_weights():
             correct += (predicted == torch.tensor([labels[i] for i in order[start:start + batch_size]])).sum().item()
     accuracy = correct / len(ids)
     print(f"test accuracy of the exported weights: {accuracy:.4f}")
-    assert accuracy >= 0.84, f"test accuracy {accuracy:.4f} is below the 0.84 threshold"
+    assert accuracy >= 0.83, f"test accuracy {accuracy:.4f} is below the 0.83 threshold"
 
 # %% [raw]
 # # END TESTS
