@@ -143,3 +143,9 @@ def test_fit_respects_a_time_budget_within_an_epoch(monkeypatch):
     history = training.fit(model, loader, [(x[:4], y[:4])], torch.optim.SGD(model.parameters(), lr=0.1), epochs=3,
                            live_plot=False, max_seconds=0.5)
     assert _time.time() - start < 3 and len(history["train_loss"]) == 1
+
+
+def test_padded_loader_pads_in_front_and_keeps_labels():
+    loader = text.padded_loader([[1, 2], [3, 4, 5, 6, 7]], [0, 1], max_length=4, batch_size=2)
+    ids, labels = next(iter(loader))
+    assert ids.tolist() == [[0, 0, 1, 2], [4, 5, 6, 7]] and labels.tolist() == [0.0, 1.0]

@@ -117,3 +117,13 @@ def pad_sequences(sequences: Sequence[Sequence[int]], max_length: int, padding: 
                 out[row, : len(seq)] = seq
     return out
 
+
+
+def padded_loader(sequences: Sequence[Sequence[int]], labels: Sequence[int], max_length: int, shuffle: bool = False,
+                  batch_size: int = 64):
+    """A DataLoader of (ids, label) batches: each sequence padded and truncated at the front to `max_length`."""
+    import torch
+
+    padded = torch.from_numpy(pad_sequences(sequences, max_length))
+    dataset = torch.utils.data.TensorDataset(padded, torch.tensor(list(labels), dtype=torch.float32))
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle)

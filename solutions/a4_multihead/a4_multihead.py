@@ -428,10 +428,7 @@ vocab = text.Vocabulary.from_texts(train_texts + val_texts, 10_000)
 
 
 def id_loader(texts, labels, shuffle, batch_size=64):
-    ids = text.encode_texts(texts, vocab, progress=True)
-    padded = torch.from_numpy(text.pad_sequences(ids, MAX_LEN))
-    dataset = torch.utils.data.TensorDataset(padded, torch.tensor(labels, dtype=torch.float32))
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle)
+    return text.padded_loader(text.encode_texts(texts, vocab, progress=True), labels, MAX_LEN, shuffle, batch_size)
 
 
 train_loader = id_loader(train_texts[:N_TRAIN], train_labels[:N_TRAIN], True)
