@@ -1,7 +1,8 @@
 """Assignment 2: the reference passes every test; each typical mistake fails at least one test;
 different correct implementations pass."""
 
-from autograder.masters import namespace, load, standard_tests
+from autograder.masters import namespace, load
+from mistake_checks import standard_tests
 
 A = "a2_embeddings"
 

@@ -1,7 +1,8 @@
 """Assignment 4: the reference passes every test; each typical mistake fails at least one test of its
 question; different correct implementations (fused or separate projections, einsum, additive masks) pass."""
 
-from autograder.masters import load, standard_tests
+from autograder.masters import load
+from mistake_checks import standard_tests
 
 A = "a4_multihead"
 

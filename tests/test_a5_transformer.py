@@ -1,7 +1,7 @@
 """Assignment 5: the reference passes every test; each typical mistake fails at least one test;
 different correct implementations pass."""
 
-from autograder.masters import standard_tests
+from mistake_checks import standard_tests
 
 A = "a5_transformer"
 

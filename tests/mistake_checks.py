@@ -1,0 +1,28 @@
+"""The checks every assignment's test module runs on its master, against mistakes and alternatives."""
+import pytest
+
+from autograder.masters import failures, load, namespace
+
+
+def standard_tests(name: str, mistakes: dict[str, dict[str, str]], alternatives: dict[str, dict[str, str]]):
+    """The three checks every assignment's test module runs on its master:
+    the reference passes every question; each mistake (source defining a wrong variant) fails at least
+    one test of its question; each alternative (a different correct implementation) passes them all.
+    Use: `test_reference, test_mistake_is_caught, test_alternative_passes = standard_tests(A, MISTAKES, ALTERNATIVES)`.
+    """
+    def test_reference_passes_every_question():
+        ns = namespace(name)
+        for question in load(name).tests:
+            assert failures(name, question, ns) == {}, question
+
+    @pytest.mark.parametrize("question,mistake", [(q, m) for q, ms in mistakes.items() for m in ms])
+    def test_mistake_is_caught(question, mistake):
+        ns = namespace(name, mistakes[question][mistake])
+        assert failures(name, question, ns), f"no test of {question} fails on: {mistake}"
+
+    @pytest.mark.parametrize("question,variant", [(q, v) for q, vs in alternatives.items() for v in vs])
+    def test_correct_alternative_passes(question, variant):
+        ns = namespace(name, alternatives[question][variant])
+        assert failures(name, question, ns) == {}
+
+    return test_reference_passes_every_question, test_mistake_is_caught, test_correct_alternative_passes
