@@ -68,8 +68,8 @@ def test_removing_skip_tags_does_not_retrain(reference_zip, tmp_path):
     results = grade(notebook, A1, tmp_path / "out", quiet=True, timeout_s=300)
     assert sum(_scores(results).values()) == FULL
     assert (tmp_path / "a1_weights.safetensors").read_bytes() == weights, "grading overwrote the submitted weights"
-    log = (tmp_path / "out" / "grading.log").read_text()
-    assert "epoch 2/15" not in log
+    # training takes about 30 s, over this test's 15 s cell limit: had it run, its cell would be reported here
+    assert "CellTimeLimitExceeded" not in (results.get("output") or ""), results.get("output")
 
 
 def test_pickle_weights_never_execute(reference_zip, tmp_path):
