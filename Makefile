@@ -10,7 +10,7 @@ ifneq ($(wildcard $(MIRROR)/imdb/train.parquet),)
 export COURSE_DATA_DIR ?= $(MIRROR)
 endif
 
-.PHONY: env release test grade grade-all bench-grading clean
+.PHONY: env release test grade grade-all bench-grading gradescope-env clean
 env: $(VENV)/.ready
 
 $(VENV)/.ready: requirements.txt shared/pyproject.toml
@@ -25,7 +25,7 @@ release: env
 	$(PY) -m autograder.build $(ASSIGNMENTS)
 
 ## make test: the repository's test suite (what CI runs)
-test: env
+test: env gradescope-env
 	$(PY) -m pytest tests
 
 ## make grade SUBMISSION=path.ipynb|path.zip [ASSIGNMENT=a1_tfidf]
@@ -41,9 +41,22 @@ grade-all: env
 clean:
 	rm -rf build
 
-## make bench-grading: CPU seconds, wall seconds and peak memory of grading each reference submission
-bench-grading: env
-	$(PY) -m autograder.bench
+## make gradescope-env: build/gradescope-env, a Python with only what the zips' requirements install
+## (autograder/requirements.txt), to grade as Gradescope's image does
+GRADESCOPE_ENV := build/gradescope-env
+gradescope-env: $(GRADESCOPE_ENV)/.ready
+$(GRADESCOPE_ENV)/.ready: autograder/requirements.txt
+	@test -x $(GRADESCOPE_ENV)/bin/python || $(PYTHON_BOOTSTRAP) -m venv $(GRADESCOPE_ENV)
+	@# torch alone from its CPU index first; then the rest without that index, which pip would otherwise query for every package
+	$(GRADESCOPE_ENV)/bin/python -m pip install -q $$(grep -E '^(--extra-index-url|torch==)' autograder/requirements.txt)
+	grep -v -E '^(--extra-index-url|torch==)' autograder/requirements.txt > $(GRADESCOPE_ENV)/requirements-rest.txt
+	$(GRADESCOPE_ENV)/bin/python -m pip install -q -r $(GRADESCOPE_ENV)/requirements-rest.txt
+	@touch $@
+
+## make bench-grading: CPU seconds, wall seconds and peak memory of grading each reference submission,
+## in the Gradescope environment
+bench-grading: env gradescope-env
+	$(PY) -m autograder.bench --python $(GRADESCOPE_ENV)/bin/python
 
 ## make nbgrader [NBGRADER_ASSIGNMENTS="a1_tfidf a3_self_attention"]: an nbgrader course directory (build/nbgrader/)
 ## from the masters; autogrades the reference (weights from make release) and the stub: full marks and zero

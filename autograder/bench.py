@@ -1,11 +1,14 @@
 """Measure what grading one reference submission costs, per assignment, as Gradescope would run it.
 
-    python -m autograder.bench [NAME ...]
+    python -m autograder.bench [--python PATH] [NAME ...]
 
-For each assignment whose reference submission exists (built by `make release`), the grader runs in
-a child process; CPU seconds are the user+system time of the whole process tree (the grader, otter
-and the notebook kernel), and peak memory is the largest sum of the proportional set size (PSS) of all those
-processes, sampled every 50 ms. Budget per submission: 120 CPU-seconds and 600 MB.
+For each assignment whose reference submission exists (built by `make release`), `autograder.grade` grades it
+in a child process the way Gradescope does (the zip's run_otter.py and the notebook kernel it starts), with
+the interpreter given by --python (`make bench-grading` uses the environment built by `make gradescope-env`
+from the zip's requirements only). CPU seconds are the user+system time of the whole process tree; peak
+memory is the largest sum, sampled every 50 ms, of the proportional set size (PSS) of the processes
+Gradescope would run (run_otter.py and the kernel: this repository's small wrapper process is left out).
+Budget per submission: 120 CPU-seconds and 600 MB.
 """
 from __future__ import annotations
 
@@ -39,8 +42,7 @@ def measure(command: list[str]) -> dict:
     root, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:
         try:
-            tree = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(_pss(p) for p in tree))
+            peak = max(peak, sum(_pss(p) for p in root.children(recursive=True)))
         except psutil.Error:
             pass
         time.sleep(0.05)
@@ -52,7 +54,9 @@ def measure(command: list[str]) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*")
+    parser.add_argument("--python", default=sys.executable, help="interpreter that grades (default: this one)")
     args = parser.parse_args(argv)
+    print(f"grading with {args.python}")
     print(f"{'assignment':<20} {'score':>9} {'cpu_s':>7} {'wall_s':>7} {'peak_mb':>8}  within budget ({CPU_BUDGET_S} CPU-s, {MEMORY_BUDGET_MB} MB)")
     ok = True
     for name in args.names or list(ASSIGNMENTS):
@@ -62,7 +66,8 @@ def main(argv=None) -> int:
             ok = False
             continue
         with tempfile.TemporaryDirectory() as out:
-            row = measure([sys.executable, "-m", "autograder.grade", str(submission), "--assignment", name, "--out", out])
+            row = measure([sys.executable, "-m", "autograder.grade", str(submission), "--assignment", name, "--out", out,
+                           "--python", args.python])
             score = open(f"{out}/summary.txt").read().strip().splitlines()[-1].removeprefix("total: ")
         within = row["cpu_s"] <= CPU_BUDGET_S and row["peak_mb"] <= MEMORY_BUDGET_MB
         ok &= within

@@ -4,7 +4,12 @@
     python -m autograder.grade --all FOLDER [--out DIR]
 
 A submission is a notebook or the zip the notebook's export cell makes. The grader runs
-`otter run` with the assignment's autograder zip in a separate process group under a time limit.
+otter with the assignment's autograder zip in a separate process group under a time limit.
+Grading runs the way Gradescope runs it: the autograder zip is unpacked into `source/`, the submission
+into `submission/`, and the zip's own `run_otter.py` runs (pointed at this temporary root instead of
+/autograder), so the course library, the plugin and the data come from the zip, not from this repository.
+`--python` chooses the interpreter: `make gradescope-env` builds one from the zip's requirements only,
+as Gradescope's image does.
 If otter produces no results (timeout, crashed kernel, malformed notebook) a results.json is still
 written, with one entry per question and a message saying what happened. Next to results.json,
 summary.txt shows the per-question scores; the last line printed is `score: X / Y`.
@@ -79,8 +84,50 @@ def _as_submission_zip(submission: Path, assignment: Assignment, workdir: Path) 
     return target
 
 
+def gradescope_layout(root: Path, autograder_zip: Path, submission_zip: Path) -> list[str]:
+    """Lay out `root` as Gradescope's /autograder (source/, submission/, results/); returns the command that grades.
+
+    The command is the zip's own run_otter.py with its /autograder path replaced by `root`: run as a script, it
+    puts source/ first on sys.path, which is how the plugin and the course library in the zip are found.
+    """
+    for sub in ("source", "submission", "results"):
+        (root / sub).mkdir(parents=True)
+    (root / "submission_metadata.json").write_text("{}")
+    with zipfile.ZipFile(autograder_zip) as zf:
+        zf.extractall(root / "source")
+    with zipfile.ZipFile(submission_zip) as zf:  # an uploaded zip arrives unpacked, as `otter run` does it
+        zf.extractall(root / "submission")
+    script = root / "source" / "run_otter.py"
+    text = script.read_text()
+    if '"/autograder"' not in text:
+        raise RuntimeError(f"{autograder_zip}: run_otter.py does not grade /autograder; has otter changed?")
+    script.write_text(text.replace('"/autograder"', repr(str(root))))
+    return [str(script)]
+
+
+def _run_grader(command: list[str], root: Path, log_path: Path, assignment: Assignment, timeout_s: float) -> dict:
+    """Run otter on the laid-out root under a time limit; results.json's content, or a fallback that explains."""
+    # an empty Jupyter user folder: the kernel named python3 is the one of the grading interpreter, as in the image
+    env = dict(os.environ, COURSE_GRADING="1", PYTHONUNBUFFERED="1", JUPYTER_DATA_DIR=str(root.parent / "jupyter"))
+    env.pop("PYTHONPATH", None)
+    message = None
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the kernel runs in the same process group
+            proc.wait()
+            message = (f"Grading stopped after {timeout_s:.0f} s: some cell runs too long or never ends. "
+                       "Check for infinite loops and make sure training cells are not needed to define your functions.")
+    produced = root / "results" / "results.json"
+    if message is None and produced.exists():
+        return json.loads(produced.read_text())
+    return _fallback_results(assignment, message or _explain_failure(log_path.read_text(errors="replace")))
+
+
 def grade(submission, assignment: Assignment | None = None, out_dir=None, timeout_s: float = DEFAULT_TIMEOUT_S,
-          quiet: bool = False) -> dict:
+          quiet: bool = False, python: str | None = None) -> dict:
     """Grade one submission; returns the Gradescope results dict (also written to out_dir/results.json)."""
     submission = Path(submission).resolve()
     assignment = assignment or find(submission.name)
@@ -92,27 +139,16 @@ def grade(submission, assignment: Assignment | None = None, out_dir=None, timeou
     results_path.unlink(missing_ok=True)
     start = time.time()
     with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
-        log_path = out_dir / "grading.log"
         if not submission.exists():
             results = _fallback_results(assignment, f"Submission {submission.name} not found.")
         else:
-            sub_zip = _as_submission_zip(submission, assignment, Path(tmp))
-            env = dict(os.environ, COURSE_GRADING="1", PYTHONUNBUFFERED="1")
-            cmd = [sys.executable, "-m", "otter", "run", "--no-logo", "-a", str(assignment.zip_path), "-o", str(out_dir), str(sub_zip)]
-            with open(log_path, "w") as log:
-                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp, start_new_session=True)
-                try:
-                    proc.wait(timeout=timeout_s)
-                    message = None
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)  # the kernel runs in the same process group
-                    proc.wait()
-                    message = (f"Grading stopped after {timeout_s:.0f} s: some cell runs too long or never ends. "
-                               "Check for infinite loops and make sure training cells are not needed to define your functions.")
-            if message is None and results_path.exists():
-                results = json.loads(results_path.read_text())
+            root = Path(tmp) / "autograder"
+            try:
+                command = gradescope_layout(root, assignment.zip_path, _as_submission_zip(submission, assignment, Path(tmp)))
+            except zipfile.BadZipFile:
+                results = _fallback_results(assignment, f"{submission.name} is not a readable zip file: submit the zip made by the export cell.")
             else:
-                results = _fallback_results(assignment, message or _explain_failure(log_path.read_text(errors="replace")))
+                results = _run_grader([str(Path(python).absolute()) if python else sys.executable, *command], root, out_dir / "grading.log", assignment, timeout_s)
     results.setdefault("execution_time", round(time.time() - start, 1))
     results_path.write_text(json.dumps(results, indent=2))
     score, total = summarize(results, out_dir / "summary.txt", assignment)
@@ -154,7 +190,8 @@ def summarize(results: dict, path: Path, assignment: Assignment) -> tuple[float,
     return score, total
 
 
-def grade_all(folder, out_dir=None, assignment: Assignment | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> Path:
+def grade_all(folder, out_dir=None, assignment: Assignment | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
+              python: str | None = None) -> Path:
     """Grade every notebook/zip in `folder` (one per student); one bad submission never stops the rest."""
     folder = Path(folder)
     out_dir = Path(out_dir or folder / "graded")
@@ -163,7 +200,7 @@ def grade_all(folder, out_dir=None, assignment: Assignment | None = None, timeou
     for i, sub in enumerate(submissions, 1):
         print(f"[{i}/{len(submissions)}] {sub.name}", flush=True)
         try:
-            results = grade(sub, assignment, out_dir / sub.stem, timeout_s, quiet=True)
+            results = grade(sub, assignment, out_dir / sub.stem, timeout_s, quiet=True, python=python)
             scores = per_question(results)
             error = ""
         except Exception as exc:  # noqa: BLE001 - recorded in the CSV, the loop goes on
@@ -192,12 +229,13 @@ def main(argv=None):
     parser.add_argument("--assignment", choices=sorted(ASSIGNMENTS), help="default: from the file name")
     parser.add_argument("--out", help="output folder (default: beside the submission)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds before grading is stopped")
+    parser.add_argument("--python", help="interpreter that grades (default: this one); see `make gradescope-env`")
     args = parser.parse_args(argv)
     assignment = ASSIGNMENTS[args.assignment] if args.assignment else None
     if args.all:
-        grade_all(args.all, args.out, assignment, args.timeout)
+        grade_all(args.all, args.out, assignment, args.timeout, args.python)
     elif args.submission:
-        grade(args.submission, assignment, args.out, args.timeout)
+        grade(args.submission, assignment, args.out, args.timeout, python=args.python)
     else:
         parser.error("give a SUBMISSION or --all FOLDER")
 

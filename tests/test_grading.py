@@ -89,3 +89,14 @@ def test_grade_all_writes_one_row_per_submission(reference_zip, tmp_path):
     rows = {r["submission"]: r for r in csv.DictReader(open(csv_path))}
     assert float(rows["a1_tfidf_alice.zip"]["total"]) == FULL
     assert float(rows["a1_tfidf_bob.ipynb"]["total"]) == 0
+
+
+def test_reference_grades_in_the_gradescope_environment(reference_zip, tmp_path):
+    """Graded as on Gradescope: the zip's run_otter.py, in a Python that has only the zip's requirements
+    (`make gradescope-env`): no course library, no datasets/pyarrow, nothing from the development environment."""
+    from autograder.assignments import ROOT
+
+    python = ROOT / "build" / "gradescope-env" / "bin" / "python"
+    assert python.exists(), "run `make gradescope-env` (make test builds it)"
+    results = grade(reference_zip, A1, tmp_path / "out", quiet=True, python=str(python))
+    assert sum(t.get("score", 0) for t in results["tests"]) == FULL, results.get("output")

@@ -55,3 +55,21 @@ def test_release_contains_no_solution_and_no_hidden_test(name):
         for test in tests:
             if test.hidden:
                 assert test.name not in notebook, f"hidden test {test.name} ({question}) reached the student notebook"
+
+
+def test_gradescope_requirements_pin_the_repository_versions():
+    """The grading image gets the same library versions as the course environment, and Python 3.11."""
+    import re
+
+    from autograder.assignments import ASSIGNMENTS, ROOT
+
+    def pins(path):
+        return dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", path.read_text(), re.M))
+
+    repo, gradescope = pins(ROOT / "requirements.txt"), pins(ROOT / "autograder" / "requirements.txt")
+    unpinned = [line for line in (ROOT / "autograder" / "requirements.txt").read_text().splitlines()
+                if line and not line.startswith(("#", "--")) and "==" not in line]
+    assert not unpinned, f"unpinned Gradescope requirements: {unpinned}"
+    assert {name: repo.get(name) for name in gradescope} == gradescope
+    for name in ASSIGNMENTS:
+        assert '# python_version: "3.11"' in (ROOT / "solutions" / name / f"{name}.py").read_text(), name

@@ -27,6 +27,19 @@ FINAL_NAME = "__course_before_final_check__"
 GUARD_SOURCE = '''\
 import os as _os, resource as _resource, signal as _signal
 _os.environ["COURSE_GRADING"] = "1"
+# one compute thread: Gradescope gives 0.5 vCPU but shows the host's cores, and one torch thread per core
+# would only add memory and contention; set before torch is imported so OpenMP reads it
+for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    _os.environ[_name] = "{threads}"
+_os.environ["MPLBACKEND"] = "Agg"  # plots are not graded; the non-interactive backend is the lightest
+
+def _release_free_memory():
+    """Return freed heap pages to the system (glibc keeps them otherwise), so one cell's peak does not stay."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 class CellTimeLimitExceeded(Exception):
     """A cell ran longer than the grader allows."""
@@ -43,6 +56,7 @@ def {guard}(cell=None, label="", seconds={seconds}):
             pass
         import gc as _gc
         _gc.collect()
+    _release_free_memory()
     def _stop(signum, frame):
         raise CellTimeLimitExceeded(f"cell {{cell}} ({{label}}) ran longer than {{seconds}} s and was stopped by the grader")
     _signal.signal(_signal.SIGALRM, _stop)
@@ -57,6 +71,7 @@ def _cap_memory(extra_mb):
 try:
     import torch as _torch, numpy as _np  # map the libraries before the cap, so the cap is about data
     _torch.zeros(1) + 1
+    _torch.set_num_threads({threads})
     _cap_memory({extra_mb})
 except (OSError, ValueError, StopIteration):
     pass
@@ -100,7 +115,7 @@ def {final}():
 
 
 class CourseGradingPlugin(AbstractOtterPlugin):
-    """Config keys: assignment (name), cell_timeout_s, memory_mb (kernel data budget)."""
+    """Config keys: assignment (name), cell_timeout_s, memory_mb (kernel data budget), threads (torch threads)."""
 
     TRUSTED = ("course", "grading_data")  # support folders the autograder ships in source/files
 
@@ -132,7 +147,9 @@ class CourseGradingPlugin(AbstractOtterPlugin):
         # COURSE_CELL_TIMEOUT_S overrides the zip's setting (used by the repository's tests)
         seconds = int(os.environ.get("COURSE_CELL_TIMEOUT_S", self.plugin_config.get("cell_timeout_s", 120)))
         extra_mb = int(self.plugin_config.get("memory_mb", 2048))
-        cells = [nbformat.v4.new_code_cell(GUARD_SOURCE.format(guard=GUARD_NAME, final=FINAL_NAME, seconds=seconds, extra_mb=extra_mb))]
+        threads = int(self.plugin_config.get("threads", 1))
+        cells = [nbformat.v4.new_code_cell(GUARD_SOURCE.format(guard=GUARD_NAME, final=FINAL_NAME, seconds=seconds,
+                                                               extra_mb=extra_mb, threads=threads))]
         for number, cell in enumerate(submission.cells, 1):
             if cell.cell_type == "code":
                 first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")[:40]

@@ -26,6 +26,7 @@
 #   pdf: false
 #   show_stdout: false
 #   show_hidden: true
+# python_version: "3.11"
 # requirements: requirements.txt
 # overwrite_requirements: true
 # autograder_files:
