@@ -165,3 +165,95 @@ def test_tampering_with_tests_libraries_and_grader_gains_nothing(reference_zip, 
     scores = _scores(results)
     assert scores["q4_tfidf_l2"] == 0, scores
     assert sum(scores.values()) <= FULL - 2 and max(t["max_score"] for t in results["tests"] if "score" in t) <= 4
+
+
+LYING_RESULTS = '''
+import torch
+
+class AlwaysEqual(dict):
+    def __eq__(self, other):
+        return True
+    def __ne__(self, other):
+        return False
+
+def build_vocabulary(token_lists, size):  # wrong: empty, but claims to equal anything
+    return AlwaysEqual()
+
+class Agreeable(torch.Tensor):
+    """A tensor whose every comparison says yes."""
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func in (torch.allclose, torch.equal, torch.Tensor.allclose, torch.Tensor.equal):
+            return True
+        with torch._C.DisableTorchFunctionSubclass():
+            return func(*args, **(kwargs or {}))
+
+def tfidf_l2(multi_hot_rows, idf):  # wrong: all zeros
+    return torch.zeros(multi_hot_rows.shape).as_subclass(Agreeable)
+'''
+
+
+def test_results_whose_comparisons_lie_gain_nothing(reference_zip, tmp_path):
+    """A dict subclass whose == is always True and a tensor subclass whose allclose/equal are always True:
+    the tests see the plain data inside (an empty dict, zeros) and fail."""
+    notebook = _notebook(reference_zip, tmp_path, lambda nb: nb.cells.append(nbformat.v4.new_code_cell(LYING_RESULTS)))
+    with zipfile.ZipFile(reference_zip) as zf:
+        (tmp_path / "a1_weights.safetensors").write_bytes(zf.read("a1_weights.safetensors"))
+    scores = _scores(grade(notebook, A1, tmp_path / "out", quiet=True))
+    assert scores["q1_vocabulary"] == 0 and scores["q4_tfidf_l2"] == 0, scores
+    assert scores["q6_trained_model"] == 4, "the other questions are graded as usual"
+
+
+THREAD_UNDOING_REPAIRS = '''
+import glob, threading, time, torch
+
+def tfidf_l2(multi_hot_rows, idf):  # wrong: forgets the idf
+    return multi_hot_rows / multi_hot_rows.norm(dim=1, keepdim=True).clamp(min=1e-12)
+
+def undo_the_graders_repairs():
+    while True:
+        try:
+            torch.allclose = lambda *a, **k: True
+            for path in glob.glob("tests/*.py"):
+                name = path.split("/")[-1][:-3]
+                open(path, "w").write("from otter.test_files import test_case\\nname = %r\\npoints = 9\\n"
+                                      "@test_case(points=9)\\ndef test_ok():\\n    pass\\n" % name)
+        except Exception:  # the grader may be replacing the folder right now: try again
+            pass
+        time.sleep(0.001)
+
+threading.Thread(target=undo_the_graders_repairs, daemon=True).start()
+'''
+
+STUBBORN_THREAD = '''
+import threading, time
+
+def stubborn():
+    while True:
+        try:
+            while True:
+                time.sleep(0.001)
+        except BaseException:
+            pass
+
+threading.Thread(target=stubborn, daemon=True).start()
+'''
+
+
+def test_a_background_thread_cannot_undo_the_repairs(reference_zip, tmp_path):
+    notebook = _notebook(reference_zip, tmp_path, lambda nb: nb.cells.append(nbformat.v4.new_code_cell(THREAD_UNDOING_REPAIRS)))
+    with zipfile.ZipFile(reference_zip) as zf:
+        (tmp_path / "a1_weights.safetensors").write_bytes(zf.read("a1_weights.safetensors"))
+    results = grade(notebook, A1, tmp_path / "out", quiet=True)
+    scores = _scores(results)
+    assert scores["q4_tfidf_l2"] == 0, scores
+    assert sum(scores.values()) <= FULL - 2 and max(t["max_score"] for t in results["tests"] if "score" in t) <= 4
+
+
+def test_a_thread_that_refuses_to_stop_fails_the_submission_with_a_reason(reference_zip, tmp_path):
+    notebook = _notebook(reference_zip, tmp_path, lambda nb: nb.cells.append(nbformat.v4.new_code_cell(STUBBORN_THREAD)))
+    with zipfile.ZipFile(reference_zip) as zf:
+        (tmp_path / "a1_weights.safetensors").write_bytes(zf.read("a1_weights.safetensors"))
+    results = grade(notebook, A1, tmp_path / "out", quiet=True)
+    assert sum(_scores(results).values()) == 0
+    assert all("BackgroundThreadsRunning" in t["output"] for t in results["tests"] if "score" in t), results["tests"]

@@ -149,3 +149,53 @@ def test_padded_loader_pads_in_front_and_keeps_labels():
     loader = text.padded_loader([[1, 2], [3, 4, 5, 6, 7]], [0, 1], max_length=4, batch_size=2)
     ids, labels = next(iter(loader))
     assert ids.tolist() == [[0, 0, 1, 2], [4, 5, 6, 7]] and labels.tolist() == [0.0, 1.0]
+
+
+def test_plain_value_turns_lying_subclasses_into_their_data():
+    from collections import Counter, namedtuple
+
+    import torch
+
+    from course.grading import plain_value
+
+    class AlwaysEqual(dict):
+        def __eq__(self, other):
+            return True
+
+    class Agreeable(torch.Tensor):
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            if func is torch.allclose:
+                return True
+            with torch._C.DisableTorchFunctionSubclass():
+                return func(*args, **(kwargs or {}))
+
+    lying = plain_value(AlwaysEqual(a=AlwaysEqual()))
+    assert type(lying) is dict and type(lying["a"]) is dict and lying != {"a": 1}
+    tensor = plain_value([torch.zeros(3).as_subclass(Agreeable)])[0]
+    assert type(tensor) is torch.Tensor and not torch.allclose(tensor, torch.ones(3))
+    assert plain_value(Counter("aab")) == {"a": 2, "b": 1} and type(plain_value(Counter("a"))) is dict
+    assert type(plain_value(namedtuple("P", "x y")(1, 2))) is tuple
+    same = torch.ones(2)
+    assert plain_value(same) is same and plain_value(None) is None and plain_value("no") == "no"
+
+    class Liar:
+        def __eq__(self, other):
+            return True
+    with pytest.raises(TypeError, match="defines its own =="):
+        plain_value({"answer": Liar()})
+
+
+def test_stop_new_threads_stops_a_busy_thread():
+    import sys
+    import threading
+    import time
+
+    from course.grading import stop_new_threads
+
+    known = set(sys._current_frames())
+    thread = threading.Thread(target=lambda: [time.sleep(0.001) for _ in iter(int, 1)], daemon=True)
+    thread.start()
+    assert stop_new_threads(known) == []
+    thread.join(1)
+    assert not thread.is_alive()

@@ -44,6 +44,9 @@ def _release_free_memory():
 class CellTimeLimitExceeded(Exception):
     """A cell ran longer than the grader allows."""
 
+class BackgroundThreadsRunning(Exception):
+    """Threads the notebook started could not be stopped before the tests ran."""
+
 def {guard}(cell=None, label="", seconds={seconds}):
     import sys as _sys
     # drop the last traceback IPython keeps, so memory held by a failed cell's frames can be freed
@@ -78,19 +81,33 @@ except (OSError, ValueError, StopIteration):
 
 def _course_snapshot():
     """What tests rely on, as it is before any student code runs."""
-    import builtins, math, torch, torch.nn.functional, numpy, otter.execute, otter.test_files, otter.test_files.exception_test
-    owners = [builtins, math, torch, torch.nn.functional, torch.testing, numpy, numpy.testing, torch.Tensor, torch._C.TensorBase,
+    import builtins, math, sys, threading, torch, torch.nn.functional, numpy, otter.execute, otter.test_files
+    import otter.test_files.exception_test, course.grading
+    owners = [builtins, math, threading, torch, torch.nn.functional, torch.testing, numpy, numpy.testing, torch.Tensor,
+              torch._C.TensorBase, torch.nn.Module, torch.nn.modules.module, course.grading,
               otter.execute.Checker, otter.test_files.GradingResults, otter.test_files.exception_test.ExceptionTestFile,
               otter.test_files.exception_test.test_case]
-    return [(owner, dict(vars(owner))) for owner in owners]
+    modules = {{name: sys.modules[name] for name in ("builtins", "math", "threading", "torch", "torch.nn.functional",
+                                                   "numpy", "course", "course.grading", "otter", "otter.execute",
+                                                   "otter.test_files", "otter.test_files.exception_test")}}
+    return [(owner, dict(vars(owner))) for owner in owners], modules, set(sys._current_frames())
 
-_course_saved = _course_snapshot()
+try:  # no progress-bar monitor thread: the final check stops every thread the notebook started
+    import tqdm as _tqdm
+    _tqdm.tqdm.monitor_interval = 0
+except ImportError:
+    pass
+
+_course_saved, _course_modules, _course_threads = _course_snapshot()
 
 def {final}():
     """Run after the last student cell, just before otter's final check cell: undo what student code
     may have replaced, restore the autograder's own test files, and make otter re-run every question."""
     import shutil, sys, threading
     sys.settrace(None); sys.setprofile(None); threading.settrace(None); threading.setprofile(None)
+    sys.modules.update(_course_modules)
+    from course.grading import stop_new_threads, check_results_for_tests
+    running = stop_new_threads(_course_threads)  # first, so no thread can undo what follows
     for owner, saved in _course_saved:
         if isinstance(owner, type):  # a method added to a class shadows the inherited one: remove it
             for name in [n for n in vars(owner) if n not in saved]:
@@ -107,10 +124,16 @@ def {final}():
     if _os.path.isdir("../source/tests"):
         shutil.rmtree("tests", ignore_errors=True)
         shutil.copytree("../source/tests", "tests")
+    import torch
+    torch._C.DisableTorchFunctionSubclass().__enter__()  # for the rest of grading: no tensor subclass overrides an op
+    check_results_for_tests(globals())
     from otter.execute import Checker
     Checker._test_files = []
     Checker._track_results = True
     {guard}(None)
+    if running:
+        raise BackgroundThreadsRunning(f"{{len(running)}} thread(s) started by the notebook kept running after the grader tried "
+                                       "to stop them; a submission may not run code in the background while it is graded")
 '''
 
 
@@ -173,6 +196,8 @@ class CourseGradingPlugin(AbstractOtterPlugin):
             return
         problems = []
         for cell in notebook.cells:
+            if cell.cell_type == "code" and cell.source.strip() == f"{FINAL_NAME}()":
+                self._zero_if_unguarded(results, cell)
             if cell.cell_type != "code" or not cell.source.startswith(GUARD_NAME + "("):
                 continue
             for output in cell.get("outputs", []):
@@ -181,3 +206,16 @@ class CourseGradingPlugin(AbstractOtterPlugin):
                     problems.append(f"- cell {where}: {output.get('ename')}: {str(output.get('evalue'))[:300]}")
         if problems:
             results.set_output("Cells that raised an error while your notebook was graded:\n" + "\n".join(problems[:20]))
+
+    @staticmethod
+    def _zero_if_unguarded(results, final_cell):
+        """If the guard's last cell failed (a background thread survived, or its repairs raised), the tests ran
+        on a state the grader could not vouch for: every test is failed, with the reason."""
+        errors = [o for o in final_cell.get("outputs", []) if o.get("output_type") == "error"]
+        if not errors:
+            return
+        reason = f"{errors[0].get('ename')}: {str(errors[0].get('evalue'))[:300]}"
+        for test_file in getattr(results, "results", {}).values():
+            for result in getattr(test_file, "test_case_results", []):
+                result.passed = False
+                result.message = "❌ Not graded: " + reason
