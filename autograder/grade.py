@@ -121,9 +121,14 @@ def _run_grader(command: list[str], root: Path, log_path: Path, assignment: Assi
             message = (f"Grading stopped after {timeout_s:.0f} s: some cell runs too long or never ends. "
                        "Check for infinite loops and make sure training cells are not needed to define your functions.")
     produced = root / "results" / "results.json"
+    log_text = log_path.read_text(errors="replace")
     if message is None and produced.exists():
-        return json.loads(produced.read_text())
-    return _fallback_results(assignment, message or _explain_failure(log_path.read_text(errors="replace")))
+        results = json.loads(produced.read_text())
+        if any("score" in test for test in results.get("tests", [])):
+            return results
+        # otter stopped before grading (its "Autograder Error" entry): say why, with one zero per question
+        log_text += "\n" + "\n".join(test.get("output", "") for test in results.get("tests", []))
+    return _fallback_results(assignment, message or _explain_failure(log_text))
 
 
 def grade(submission, assignment: Assignment | None = None, out_dir=None, timeout_s: float = DEFAULT_TIMEOUT_S,
