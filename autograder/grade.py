@@ -21,6 +21,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,36 +72,31 @@ def _explain_failure(log: str) -> str:
             f"Last output:\n{log[-1500:]}")
 
 
-def _as_submission_zip(submission: Path, assignment: Assignment, workdir: Path) -> Path:
-    """A zip like the export cell makes: the notebook plus the student's files found beside it."""
-    if submission.suffix == ".zip":
-        return submission
-    target = workdir / "submission.zip"
-    with zipfile.ZipFile(target, "w") as zf:
-        zf.write(submission, f"{assignment.name}.ipynb")
-        for extra in assignment.student_files:
-            if (submission.parent / extra).exists():
-                zf.write(submission.parent / extra, extra)
-    return target
-
-
-def gradescope_layout(root: Path, autograder_zip: Path, submission_zip: Path) -> list[str]:
+def gradescope_layout(root: Path, assignment: Assignment, submission: Path) -> list[str]:
     """Lay out `root` as Gradescope's /autograder (source/, submission/, results/); returns the command that grades.
 
-    The command is the zip's own run_otter.py with its /autograder path replaced by `root`: run as a script, it
-    puts source/ first on sys.path, which is how the plugin and the course library in the zip are found.
+    A zip (the export cell's) is unpacked into submission/, as `otter run` does; a notebook is copied there with
+    the student's files found beside it. The command is the zip's own run_otter.py with its /autograder path
+    replaced by `root`: run as a script, it puts source/ first on sys.path, which is how the plugin and the course
+    library in the zip are found.
     """
     for sub in ("source", "submission", "results"):
         (root / sub).mkdir(parents=True)
     (root / "submission_metadata.json").write_text("{}")
-    with zipfile.ZipFile(autograder_zip) as zf:
+    with zipfile.ZipFile(assignment.zip_path) as zf:
         zf.extractall(root / "source")
-    with zipfile.ZipFile(submission_zip) as zf:  # an uploaded zip arrives unpacked, as `otter run` does it
-        zf.extractall(root / "submission")
+    if submission.suffix == ".zip":
+        with zipfile.ZipFile(submission) as zf:
+            zf.extractall(root / "submission")
+    else:
+        shutil.copy(submission, root / "submission" / f"{assignment.name}.ipynb")
+        for extra in assignment.student_files:
+            if (submission.parent / extra).exists():
+                shutil.copy(submission.parent / extra, root / "submission" / extra)
     script = root / "source" / "run_otter.py"
     text = script.read_text()
     if '"/autograder"' not in text:
-        raise RuntimeError(f"{autograder_zip}: run_otter.py does not grade /autograder; has otter changed?")
+        raise RuntimeError(f"{assignment.zip_path}: run_otter.py does not grade /autograder; has otter changed?")
     script.write_text(text.replace('"/autograder"', repr(str(root))))
     return [str(script)]
 
@@ -120,15 +116,15 @@ def _run_grader(command: list[str], root: Path, log_path: Path, assignment: Assi
             proc.wait()
             message = (f"Grading stopped after {timeout_s:.0f} s: some cell runs too long or never ends. "
                        "Check for infinite loops and make sure training cells are not needed to define your functions.")
+    if message is not None:
+        return _fallback_results(assignment, message)
     produced = root / "results" / "results.json"
-    log_text = log_path.read_text(errors="replace")
-    if message is None and produced.exists():
-        results = json.loads(produced.read_text())
-        if any("score" in test for test in results.get("tests", [])):
-            return results
-        # otter stopped before grading (its "Autograder Error" entry): say why, with one zero per question
-        log_text += "\n" + "\n".join(test.get("output", "") for test in results.get("tests", []))
-    return _fallback_results(assignment, message or _explain_failure(log_text))
+    results = json.loads(produced.read_text()) if produced.exists() else {"tests": []}
+    if any("score" in test for test in results["tests"]):
+        return results
+    # no results, or otter stopped before grading (its "Autograder Error" entry): say why, one zero per question
+    otter_said = "\n".join(test.get("output", "") for test in results["tests"])
+    return _fallback_results(assignment, _explain_failure(log_path.read_text(errors="replace") + "\n" + otter_said))
 
 
 def grade(submission, assignment: Assignment | None = None, out_dir=None, timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -149,7 +145,7 @@ def grade(submission, assignment: Assignment | None = None, out_dir=None, timeou
         else:
             root = Path(tmp) / "autograder"
             try:
-                command = gradescope_layout(root, assignment.zip_path, _as_submission_zip(submission, assignment, Path(tmp)))
+                command = gradescope_layout(root, assignment, submission)
             except zipfile.BadZipFile:
                 results = _fallback_results(assignment, f"{submission.name} is not a readable zip file: submit the zip made by the export cell.")
             else:

@@ -2,11 +2,13 @@ import os
 import sys
 from pathlib import Path
 
-# as the Makefile does: the data mirror beside the checkout, when there is one. Graded kernels run a copy of
-# the course library from the autograder zip, which cannot find the mirror by its own location.
-_MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
-if (_MIRROR / "imdb" / "train.parquet").exists():
-    os.environ.setdefault("COURSE_DATA_DIR", str(_MIRROR))
+# name the data mirror (as the Makefile does) for graded kernels: they run the copy of the course library
+# inside the autograder zip, which cannot find the mirror from its own location
+from course.data import DATA_DIR_ENV, find_data_dir  # noqa: E402
+
+_MIRROR = find_data_dir()
+if _MIRROR is not None:
+    os.environ.setdefault(DATA_DIR_ENV, str(_MIRROR))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -98,5 +98,14 @@ def test_reference_grades_in_the_gradescope_environment(reference_zip, tmp_path)
 
     python = ROOT / "build" / "gradescope-env" / "bin" / "python"
     assert python.exists(), "run `make gradescope-env` (make test builds it)"
-    results = grade(reference_zip, A1, tmp_path / "out", quiet=True, python=str(python))
+    # a last cell reports, through the grader's list of cells that raised, where the kernel ran
+    report = ("import importlib.util, sys, course\n"
+              "raise RuntimeError(f'kernel={sys.prefix} course={course.__file__} "
+              "pyarrow={importlib.util.find_spec(\"pyarrow\") is not None}')")
+    notebook = _notebook(reference_zip, tmp_path, lambda nb: nb.cells.append(nbformat.v4.new_code_cell(report)))
+    with zipfile.ZipFile(reference_zip) as zf:
+        (tmp_path / "a1_weights.safetensors").write_bytes(zf.read("a1_weights.safetensors"))
+    results = grade(notebook, A1, tmp_path / "out", quiet=True, python=str(python))
     assert sum(t.get("score", 0) for t in results["tests"]) == FULL, results.get("output")
+    assert f"kernel={python.parent.parent}" in results["output"], results["output"]
+    assert "pyarrow=False" in results["output"] and f"course={ROOT / 'shared'}" not in results["output"], results["output"]

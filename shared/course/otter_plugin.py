@@ -8,11 +8,13 @@ Enabled in every autograder zip by autograder/build.py (otter_config.json -> plu
 - the kernel gets a memory cap, so a cell that allocates without bound fails with MemoryError
   instead of killing the kernel;
 - training is switched off (COURSE_GRADING=1), whatever tags the student removed;
-- after the last student cell, functions of torch, numpy, math, builtins and otter that student code
-  replaced are put back, the autograder's test files are restored, and otter's cached results are
-  cleared, so every question is scored by one final, untampered run of its tests.
-Limits: this is the same process as the student's code. A background thread, a C-level patch, or an
-object whose comparison methods lie can still fool in-kernel tests; see the README.
+- after the last student cell, threads the notebook started are stopped, functions of torch, numpy,
+  math, builtins, threading, course.grading and otter that student code replaced are put back, what the
+  notebook's functions and modules return to a test becomes plain data (course.grading.plain_value),
+  the autograder's test files are restored, and otter's cached results are cleared, so every question
+  is scored by one final run of its tests.
+Limits: this is the same process as the student's code; code written against this guard's own source
+(rebinding its names, ctypes patches, a child process) can still reach the tests; see the README.
 """
 from __future__ import annotations
 
@@ -33,13 +35,15 @@ for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     _os.environ[_name] = "{threads}"
 _os.environ["MPLBACKEND"] = "Agg"  # plots are not graded; the non-interactive backend is the lightest
 
-def _release_free_memory():
-    """Return freed heap pages to the system (glibc keeps them otherwise), so one cell's peak does not stay."""
+def _libc_malloc_trim():
     try:
         import ctypes
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return lambda pad: None
+
+# after each cell: return freed heap pages to the system (glibc keeps them otherwise), so one cell's peak does not stay
+_release_free_memory = _libc_malloc_trim()
 
 class CellTimeLimitExceeded(Exception):
     """A cell ran longer than the grader allows."""
@@ -59,7 +63,7 @@ def {guard}(cell=None, label="", seconds={seconds}):
             pass
         import gc as _gc
         _gc.collect()
-    _release_free_memory()
+    _release_free_memory(0)
     def _stop(signum, frame):
         raise CellTimeLimitExceeded(f"cell {{cell}} ({{label}}) ran longer than {{seconds}} s and was stopped by the grader")
     _signal.signal(_signal.SIGALRM, _stop)
@@ -87,9 +91,9 @@ def _course_snapshot():
               torch._C.TensorBase, torch.nn.Module, torch.nn.modules.module, course.grading,
               otter.execute.Checker, otter.test_files.GradingResults, otter.test_files.exception_test.ExceptionTestFile,
               otter.test_files.exception_test.test_case]
-    modules = {{name: sys.modules[name] for name in ("builtins", "math", "threading", "torch", "torch.nn.functional",
-                                                   "numpy", "course", "course.grading", "otter", "otter.execute",
-                                                   "otter.test_files", "otter.test_files.exception_test")}}
+    modules = {{owner.__name__: owner for owner in owners if isinstance(owner, type(sys))}}
+    modules.update((name, sys.modules[name]) for name in ("course", "otter", "otter.execute", "otter.test_files",
+                                                          "otter.test_files.exception_test"))
     return [(owner, dict(vars(owner))) for owner in owners], modules, set(sys._current_frames())
 
 try:  # no progress-bar monitor thread: the final check stops every thread the notebook started
