@@ -28,7 +28,7 @@ from pathlib import Path
 from autograder.assignments import ASSIGNMENTS, BUILD, ROOT, Assignment
 
 COURSE_LIBRARY = ROOT / "shared" / "course"
-GRADING_ONLY_MODULES = {"grading.py", "otter_plugin.py"}
+GRADING_ONLY_MODULES = {"grading.py", "grading_guard.py", "otter_plugin.py"}
 GRADING_DATA_CACHE = BUILD / "grading_data"
 
 
@@ -114,14 +114,17 @@ def copy_autograder_zip(assignment: Assignment, dist: Path) -> None:
                 target.writestr(item.filename.removeprefix("files/"), content)
 
 
-CELL_TIMEOUT_S = 120   # per notebook cell while grading; the whole submission has autograder.grade's limit
+CELL_TIMEOUT_S = 120   # per notebook cell while grading
+NOTEBOOK_TIMEOUT_S = 420  # all the notebook's cells together, so the tests still run within Gradescope's 10 minutes
+CALL_TIMEOUT_S = 60    # per call from a test into student code
 KERNEL_MEMORY_MB = 1536  # data the grading kernel may allocate beyond its libraries
 
 
 def _with_guard(config: dict, assignment: Assignment) -> dict:
     """Enable course.otter_plugin (cell time limit, memory cap, assignment check) in otter's config."""
     config["plugins"] = [*config.get("plugins", []), {"course.otter_plugin.CourseGradingPlugin": {
-        "assignment": assignment.name, "cell_timeout_s": CELL_TIMEOUT_S, "memory_mb": KERNEL_MEMORY_MB}}]
+        "assignment": assignment.name, "cell_timeout_s": CELL_TIMEOUT_S, "notebook_timeout_s": NOTEBOOK_TIMEOUT_S,
+        "call_timeout_s": CALL_TIMEOUT_S, "memory_mb": KERNEL_MEMORY_MB}}]
     return config
 
 

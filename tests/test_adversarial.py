@@ -3,6 +3,7 @@
 Each case edits the reference notebook the way a student could; the grader must stay in control:
 bounded time, a results.json with a message, no points gained.
 """
+import json
 import zipfile
 
 import nbformat
@@ -257,3 +258,159 @@ def test_a_thread_that_refuses_to_stop_fails_the_submission_with_a_reason(refere
     results = grade(notebook, A1, tmp_path / "out", quiet=True)
     assert sum(_scores(results).values()) == 0
     assert all("BackgroundThreadsRunning" in t["output"] for t in results["tests"] if "score" in t), results["tests"]
+
+
+def _grade_appended(reference_zip, tmp_path, source, **kwargs):
+    """Grade the reference notebook with one cell appended at its end."""
+    notebook = _notebook(reference_zip, tmp_path, lambda nb: nb.cells.append(nbformat.v4.new_code_cell(source)))
+    with zipfile.ZipFile(reference_zip) as zf:
+        (tmp_path / "a1_weights.safetensors").write_bytes(zf.read("a1_weights.safetensors"))
+    return grade(notebook, A1, tmp_path / "out", quiet=True, **kwargs)
+
+
+WRONG_TFIDF = "def tfidf_l2(multi_hot_rows, idf):  # wrong: forgets the idf\n" \
+              "    return multi_hot_rows / multi_hot_rows.norm(dim=1, keepdim=True).clamp(min=1e-12)\n"
+
+PATCHING_WHEN_CALLED = '''
+import torch, numpy
+
+def tfidf_l2(multi_hot_rows, idf):  # wrong: forgets the idf, and makes every comparison that follows say yes
+    torch.allclose = torch.equal = lambda *args, **kwargs: True
+    torch.Tensor.allclose = lambda *args, **kwargs: True
+    torch.testing.assert_close.__code__ = (lambda *args, **kwargs: None).__code__
+    numpy.allclose = lambda *args, **kwargs: True
+    with open("tests/q4_tfidf_l2.py", "w") as test_file:  # and rewrites its own test
+        test_file.write("from otter.test_files import test_case\\nname = 'q4_tfidf_l2'\\npoints = 2\\n"
+                        "@test_case(points=2)\\ndef test_ok():\\n    pass\\n")
+    return multi_hot_rows / multi_hot_rows.norm(dim=1, keepdim=True).clamp(min=1e-12)
+'''
+
+
+def test_patches_made_while_the_tests_call_student_code_are_undone(reference_zip, tmp_path):
+    """The grader repairs what the tests trust every time a call into student code returns to them."""
+    scores = _scores(_grade_appended(reference_zip, tmp_path, PATCHING_WHEN_CALLED))
+    assert scores["q4_tfidf_l2"] == 0, scores
+    assert sum(scores.values()) <= FULL - 2, scores
+
+
+DETACHED_PROCESS = '''
+import subprocess, sys
+REWRITE_TESTS = """
+import glob, os, time
+if os.fork():
+    os._exit(0)  # the grandchild lives on, detached from the kernel
+os.setsid()
+with open("rewriter.pid", "w") as pid_file:
+    pid_file.write(str(os.getpid()))
+while True:
+    for path in glob.glob("tests/*.py"):
+        name = os.path.basename(path)[:-3]
+        try:
+            with open(path, "w") as test_file:
+                test_file.write("from otter.test_files import test_case\\\\nname = %r\\\\npoints = 9\\\\n"
+                                "@test_case(points=9)\\\\ndef test_ok():\\\\n    pass\\\\n" % name)
+        except OSError:
+            pass
+    time.sleep(0.001)
+"""
+subprocess.Popen([sys.executable, "-c", REWRITE_TESTS]).wait()
+''' + WRONG_TFIDF
+
+
+def test_a_detached_process_is_stopped_before_the_tests_and_gone_after_grading(reference_zip, tmp_path):
+    """A double-forked process that rewrites the test files in a loop: killed before the tests run (the grader
+    is a child subreaper, so it stays below it), and nothing is left running once grading ends."""
+    import os
+    import time
+
+    results = _grade_appended(reference_zip, tmp_path, DETACHED_PROCESS)
+    scores = _scores(results)
+    assert scores["q4_tfidf_l2"] == 0, scores
+    assert max(t["max_score"] for t in results["tests"] if "score" in t) <= 4
+    pid_files = list(tmp_path.rglob("rewriter.pid"))
+    if pid_files:  # the layout is removed after grading; if it is still there, check the process is gone
+        time.sleep(0.5)
+        assert not os.path.exists(f"/proc/{pid_files[0].read_text()}"), "the rewriter process outlived grading"
+    assert not any(os.path.exists(f"/proc/{pid}/cmdline") and b"REWRITE" in open(f"/proc/{pid}/cmdline", "rb").read()
+                   for pid in os.listdir("/proc") if pid.isdigit()), "the rewriter process outlived grading"
+
+
+LOG_SERVER_PAYLOAD = '''
+import logging, logging.handlers, pickle, socket, struct
+handlers = [h for name in ["otter", *logging.root.manager.loggerDict] for h in getattr(logging.getLogger(name), "handlers", [])]
+server = next(h for h in handlers if isinstance(h, logging.handlers.SocketHandler))
+
+class RunsCode:
+    def __reduce__(self):
+        import os
+        return (os.system, ("touch %s",))
+
+payload = pickle.dumps(RunsCode())
+with socket.create_connection((server.host, server.port)) as connection:
+    connection.sendall(struct.pack(">L", len(payload)) + payload)
+'''
+
+FORGED_RESULTS_AT_EXIT = '''
+import atexit, os, pickle, re
+
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch %s",))
+
+def forge_results():  # at kernel shutdown, after otter's last cell wrote the real results
+    source = "\\\\n".join(get_ipython().user_ns["In"])
+    path = re.findall(r'open\\\\("([^"]+\\\\.pkl)", "wb"\\\\)', source)[-1]
+    with open(path, "wb") as results_file:
+        pickle.dump(RunsCode(), results_file)
+
+atexit.register(forge_results)
+'''
+
+
+@pytest.mark.parametrize("attack", [LOG_SERVER_PAYLOAD, FORGED_RESULTS_AT_EXIT], ids=["log server", "results at exit"])
+def test_the_grader_process_runs_no_code_the_notebook_sends_it(reference_zip, tmp_path, attack):
+    """otter's grader process unpickles what the kernel sends to its log server and the results file the kernel
+    writes; both can come from student code. A pickle that would run a command must run nothing."""
+    marker = tmp_path / "grader-ran-student-code"
+    results = _grade_appended(reference_zip, tmp_path, attack % marker)
+    assert not marker.exists(), "the grader process ran code sent by the notebook"
+    assert sum(_scores(results).values()) == FULL, "the submission itself is still graded"
+
+
+ENDLESS_WHEN_TESTED = '''
+import time
+FINAL_TESTS = False
+
+def tfidf_l2(multi_hot_rows, idf):  # correct while the notebook runs, endless once the tests call it
+    while FINAL_TESTS:
+        time.sleep(0.01)
+    return (multi_hot_rows * idf) / (multi_hot_rows * idf).norm(dim=1, keepdim=True).clamp(min=1e-12)
+
+FINAL_TESTS = True
+'''
+
+
+def test_a_call_from_the_tests_that_never_returns_is_stopped_and_the_rest_is_graded(reference_zip, tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CALL_TIMEOUT_S", "3")
+    results = _grade_appended(reference_zip, tmp_path, ENDLESS_WHEN_TESTED)
+    scores = _scores(results)
+    assert scores["q4_tfidf_l2"] == 0 and scores["q1_vocabulary"] == 3 and scores["q7_word_order"] == 1, scores
+    assert "tfidf_l2() was called by a test and ran longer than 3 s" in json.dumps(results["tests"])
+
+
+def test_cells_that_together_run_too_long_are_stopped_and_named(reference_zip, tmp_path, monkeypatch):
+    """Each cell under its own limit, but together over the notebook's: the cell that crosses it is stopped,
+    later cells are skipped with a message, and the questions are still graded."""
+    monkeypatch.setenv("COURSE_NOTEBOOK_TIMEOUT_S", "20")
+
+    def add_slow_cells(nb):
+        nb.cells += [nbformat.v4.new_code_cell("import time\ntime.sleep(12)") for _ in range(2)]
+        nb.cells.append(nbformat.v4.new_code_cell("print('never runs')"))
+    notebook = _notebook(reference_zip, tmp_path, add_slow_cells)
+    with zipfile.ZipFile(reference_zip) as zf:
+        (tmp_path / "a1_weights.safetensors").write_bytes(zf.read("a1_weights.safetensors"))
+    results = grade(notebook, A1, tmp_path / "out", quiet=True)
+    assert sum(_scores(results).values()) == FULL, results.get("output")
+    cells = len(nbformat.read(notebook, as_version=4).cells)
+    assert f"cell {cells - 1} (import time) was stopped when the notebook's cells reached the 20 s" in results["output"]
+    assert f"cell {cells} (print('never runs')) was not run" in results["output"], results["output"]

@@ -156,7 +156,7 @@ def test_plain_value_turns_lying_subclasses_into_their_data():
 
     import torch
 
-    from course.grading import plain_value
+    from course.grading_guard import plain_value
 
     class AlwaysEqual(dict):
         def __eq__(self, other):
@@ -191,7 +191,7 @@ def test_stop_new_threads_stops_a_busy_thread():
     import threading
     import time
 
-    from course.grading import stop_new_threads
+    from course.grading_guard import stop_new_threads
 
     known = set(sys._current_frames())
     thread = threading.Thread(target=lambda: [time.sleep(0.001) for _ in iter(int, 1)], daemon=True)
@@ -199,3 +199,102 @@ def test_stop_new_threads_stops_a_busy_thread():
     assert stop_new_threads(known) == []
     thread.join(1)
     assert not thread.is_alive()
+
+
+KERNEL_GUARD_SCRIPT = r'''
+import json, os, subprocess, sys, time
+import numpy, torch
+from course.grading_guard import KernelGuard
+
+os.makedirs("trusted", exist_ok=True)
+with open("trusted/q1.py", "w") as test_file:
+    test_file.write("the real test\n")
+guard = KernelGuard(grader_pid=os.getpid(), cell_limit_s=30, call_limit_s=1)
+notebook = {"__name__": "__main__"}
+exec("""
+import subprocess, sys, time, torch, numpy
+def sneaky(x):  # patches what tests use, rewrites a test, starts a process, when a test calls it
+    torch.allclose = lambda *a, **k: True
+    torch.Tensor.allclose = lambda *a, **k: True
+    numpy.testing.assert_allclose.__code__ = (lambda *a, **k: None).__code__
+    open("tests/q1.py", "w").write("always passes")
+    open("tests/q99.py", "w").write("an extra test")
+    global child
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    return x
+def endless(x):
+    while True:
+        time.sleep(0.01)
+""", notebook)
+guard.before_tests(notebook, tests_dir="tests", trusted_tests_dir="trusted")
+report = {"value": notebook["sneaky"](3)}
+report["allclose"] = torch.allclose(torch.zeros(2), torch.ones(2))
+report["tensor_allclose"] = torch.zeros(2).allclose(torch.ones(2))
+try:
+    numpy.testing.assert_allclose(0, 1)
+    report["assert_allclose_raises"] = False
+except AssertionError:
+    report["assert_allclose_raises"] = True
+report["tests"] = {name: open(os.path.join("tests", name)).read() for name in sorted(os.listdir("tests"))}
+time.sleep(0.1)
+report["child_alive"] = notebook["child"].poll() is None
+start = time.monotonic()
+try:
+    notebook["endless"](1)
+except Exception as error:
+    report["endless"] = f"{type(error).__name__}: {error}"
+report["endless_s"] = time.monotonic() - start
+sys.setprofile(None)
+print(json.dumps(report))
+'''
+
+
+def test_kernel_guard_undoes_what_a_function_does_when_a_test_calls_it(tmp_path):
+    """In its own process (the guard changes process-wide state): a notebook function patches torch, NumPy and a
+    test file and starts a process when called; back in the test, all is as before, and an endless call stops."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    shared = Path(__file__).resolve().parents[1] / "shared"
+    run = subprocess.run([sys.executable, "-c", KERNEL_GUARD_SCRIPT], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60, env={**__import__("os").environ, "PYTHONPATH": str(shared)})
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["value"] == 3
+    assert report["allclose"] is False and report["tensor_allclose"] is False and report["assert_allclose_raises"]
+    assert report["tests"] == {"q1.py": "the real test\n"}
+    assert report["child_alive"] is False
+    assert report["endless"] == "CellTimeLimitExceeded: endless() was called by a test and ran longer than 1 s; " \
+                                "the grader stopped it" and report["endless_s"] < 3
+
+
+def test_the_grader_process_unpickles_no_code():
+    """The plugin's readers for the kernel's results file and otter's log server refuse pickles that name code."""
+    import io
+    import os
+    import pickle
+
+    import otter.execute
+    import otter.execute.logging
+
+    from course import otter_plugin
+
+    class RunsCode:
+        def __reduce__(self):
+            return (os.system, ("echo should-not-run",))
+
+    saved = otter.execute.pickle, otter.execute.logging.LogRecordStreamHandler.unpickle
+    try:
+        otter_plugin._load_results_safely()
+        otter_plugin._receive_plain_logs()
+        with pytest.raises(pickle.UnpicklingError, match="os.system|posix.system"):
+            otter.execute.pickle.load(io.BytesIO(pickle.dumps(RunsCode())))
+        with pytest.raises(pickle.UnpicklingError, match="plain data only"):
+            otter.execute.logging.LogRecordStreamHandler.unpickle(None, pickle.dumps(RunsCode()))
+        record = {"msg": "hello", "levelno": 10, "args": None}
+        assert otter.execute.logging.LogRecordStreamHandler.unpickle(None, pickle.dumps(record)) == record
+        assert otter.execute.pickle.load(io.BytesIO(pickle.dumps({"scores": [1.0, 2]}))) == {"scores": [1.0, 2]}
+    finally:
+        otter.execute.pickle, otter.execute.logging.LogRecordStreamHandler.unpickle = saved
