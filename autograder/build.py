@@ -117,6 +117,7 @@ def copy_autograder_zip(assignment: Assignment, dist: Path) -> None:
 CELL_TIMEOUT_S = 120   # per notebook cell while grading
 NOTEBOOK_TIMEOUT_S = 420  # all the notebook's cells together, so the tests still run within Gradescope's 10 minutes
 CALL_TIMEOUT_S = 60    # per call from a test into student code
+TESTS_TIMEOUT_S = 180  # all calls from the tests into student code together
 KERNEL_MEMORY_MB = 1536  # data the grading kernel may allocate beyond its libraries
 
 
@@ -124,7 +125,7 @@ def _with_guard(config: dict, assignment: Assignment) -> dict:
     """Enable course.otter_plugin (cell time limit, memory cap, assignment check) in otter's config."""
     config["plugins"] = [*config.get("plugins", []), {"course.otter_plugin.CourseGradingPlugin": {
         "assignment": assignment.name, "cell_timeout_s": CELL_TIMEOUT_S, "notebook_timeout_s": NOTEBOOK_TIMEOUT_S,
-        "call_timeout_s": CALL_TIMEOUT_S, "memory_mb": KERNEL_MEMORY_MB}}]
+        "call_timeout_s": CALL_TIMEOUT_S, "tests_timeout_s": TESTS_TIMEOUT_S, "memory_mb": KERNEL_MEMORY_MB}}]
     return config
 
 

@@ -209,7 +209,7 @@ from course.grading_guard import KernelGuard
 os.makedirs("trusted", exist_ok=True)
 with open("trusted/q1.py", "w") as test_file:
     test_file.write("the real test\n")
-guard = KernelGuard(grader_pid=os.getpid(), cell_limit_s=30, call_limit_s=1)
+guard = KernelGuard(grader_pid=os.getpid(), cell_limit_s=30, call_limit_s=1, tests_limit_s=1.6)
 notebook = {"__name__": "__main__"}
 exec("""
 import subprocess, sys, time, torch, numpy
@@ -244,6 +244,13 @@ try:
 except Exception as error:
     report["endless"] = f"{type(error).__name__}: {error}"
 report["endless_s"] = time.monotonic() - start
+for attempt in ("endless_again", "endless_after"):  # 0.6 s of the tests' 1.6 s are left, then none
+    start = time.monotonic()
+    try:
+        notebook["endless"](1)
+    except Exception as error:
+        report[attempt] = f"{type(error).__name__}: {error}"
+    report[attempt + "_s"] = time.monotonic() - start
 sys.setprofile(None)
 print(json.dumps(report))
 '''
@@ -251,7 +258,8 @@ print(json.dumps(report))
 
 def test_kernel_guard_undoes_what_a_function_does_when_a_test_calls_it(tmp_path):
     """In its own process (the guard changes process-wide state): a notebook function patches torch, NumPy and a
-    test file and starts a process when called; back in the test, all is as before, and an endless call stops."""
+    test file and starts a process when called; back in the test, all is as before; an endless call stops, and
+    once the tests' calls into student code have used up their time, each further call stops at once."""
     import json
     import subprocess
     import sys
@@ -266,8 +274,11 @@ def test_kernel_guard_undoes_what_a_function_does_when_a_test_calls_it(tmp_path)
     assert report["allclose"] is False and report["tensor_allclose"] is False and report["assert_allclose_raises"]
     assert report["tests"] == {"q1.py": "the real test\n"}
     assert report["child_alive"] is False
-    assert report["endless"] == "CellTimeLimitExceeded: endless() was called by a test and ran longer than 1 s; " \
+    assert report["endless"] == "CellTimeLimitExceeded: endless(), called by a test, ran longer than 1 s; " \
                                 "the grader stopped it" and report["endless_s"] < 3
+    used_up = "called by a test, was stopped: calls from the tests into the notebook's code used up the 1.6 s"
+    assert used_up in report["endless_again"] and 0.3 < report["endless_again_s"] < 2
+    assert used_up in report["endless_after"] and report["endless_after_s"] < 0.2
 
 
 def test_the_grader_process_unpickles_no_code():

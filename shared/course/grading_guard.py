@@ -263,18 +263,20 @@ class KernelGuard:
     """The grading kernel's trusted state, taken before student code runs, and the repairs that restore it."""
 
     def __init__(self, grader_pid: int | None = None, cell_limit_s: float = 120, notebook_limit_s: float = 420,
-                 call_limit_s: float = 60):
+                 call_limit_s: float = 60, tests_limit_s: float = 180):
         import atexit
         import gc
         import os
         import shutil
         import signal
         import threading
+        import time
         import weakref
 
         import torch
 
-        self.cell_limit_s, self.call_limit_s = cell_limit_s, call_limit_s
+        self.cell_limit_s, self.call_limit_s, self.tests_limit_s = cell_limit_s, call_limit_s, tests_limit_s
+        self._tests_used_s = 0.0  # time spent in calls from the tests into student code
         self.notebook_limit_s = notebook_limit_s
         self._cells_used_s, self._cell_started = 0.0, None
         self._release_free_memory = _libc_malloc_trim()
@@ -304,13 +306,13 @@ class KernelGuard:
         self._stdout = sys.stdout
         self._namespace = None
         self._tests, self._tests_dir = None, None
-        self._timed_call, self._strikes = None, 0
+        self._timed_call, self._strikes, self._call_started, self._call_limit = None, 0, 0.0, ""
         # the repairs use these, as they are now, whatever student code replaces later
         self._kit = dict(setattr=setattr, delattr=delattr, vars=vars, settrace=sys.settrace, setprofile=sys.setprofile,
                          threading=threading, signal=signal, setitimer=signal.setitimer, atexit_clear=atexit._clear,
                          atexit_register=atexit.register, exit=os._exit, gc_callbacks=gc.callbacks,
                          registry=weakref.finalize._registry, modules=sys.modules, print=print, open=open, os=os,
-                         rmtree=shutil.rmtree)
+                         rmtree=shutil.rmtree, monotonic=time.monotonic)
         sys.addaudithook(_refuse_new_audit_hooks)
 
     # ---- the student's cells ----
@@ -528,19 +530,45 @@ class KernelGuard:
         setitimer, signal = self._kit["setitimer"], self._kit["signal"]
         if event == "call":
             if self._timed_call is None:  # the outermost call from the tests: nested ones do not reset the clock
-                self._timed_call, self._strikes = frame, 0
+                left = self.tests_limit_s - self._tests_used_s
+                self._call_limit = (f"ran longer than {self.call_limit_s:g} s" if self.call_limit_s <= left else
+                                    f"was stopped: calls from the tests into the notebook's code used up the "
+                                    f"{self.tests_limit_s:g} s allowed for all of them")
+                self._timed_call, self._strikes, self._call_started = frame, 0, self._kit["monotonic"]()
                 signal.signal(signal.SIGALRM, self._call_took_too_long)
-                setitimer(signal.ITIMER_REAL, self.call_limit_s)
+                setitimer(signal.ITIMER_REAL, max(min(self.call_limit_s, left), 0.001))
             return
         if frame is self._timed_call:
             setitimer(signal.ITIMER_REAL, 0)
             self._timed_call = None
+            self._tests_used_s += self._kit["monotonic"]() - self._call_started
         problems = self.repair()
         if problems:
             self._kit["print"](GUARD_MARK, "; ".join(problems), file=self._stdout, flush=True)
             raise (BackgroundThreadsRunning if "Threads" in problems[0] else BackgroundProcessesRunning)(problems[0])
 
     def _call_took_too_long(self, signum, frame):
+        kit = self._kit
+        running, caller = set(), frame
+        while caller is not None:
+            running.add(id(caller))
+            caller = caller.f_back
+        if self._timed_call is None or id(self._timed_call) not in running:
+            # the call returned while the hook was off (see below): do what its return would have done
+            kit["setprofile"](self._on_event)
+            if self._timed_call is not None:
+                self._timed_call = None
+                self._tests_used_s += kit["monotonic"]() - self._call_started
+                self.repair()
+            return
+        if frame is not None and frame.f_globals is _GUARD_GLOBALS:
+            # the signal came while the guard's own code ran (the profile hook, a repair). Raising there would
+            # switch the hook off, and with the hook on, the next chance to raise is again inside it: so the hook
+            # is paused and the interruption tried again in 1 ms, in the student's code.
+            kit["setprofile"](None)
+            kit["setitimer"](kit["signal"].ITIMER_REAL, 0.001)
+            return
+        kit["setprofile"](self._on_event)
         name = getattr(getattr(self._timed_call, "f_code", None), "co_name", "?")
         if self._strikes:  # it caught the first interruption and went on: the kernel ends, with the reason
             self._kit["print"](GUARD_MARK, f"{name}(), called by a test, ignored the time limit; grading stopped",
@@ -548,7 +576,7 @@ class KernelGuard:
             self._kit["exit"](3)
         self._strikes = 1
         self._kit["setitimer"](self._kit["signal"].ITIMER_REAL, 10)
-        raise CellTimeLimitExceeded(f"{name}() was called by a test and ran longer than {self.call_limit_s:g} s; the grader stopped it")
+        raise CellTimeLimitExceeded(f"{name}(), called by a test, {self._call_limit}; the grader stopped it")
 
     def _check_results(self, namespace: dict) -> None:
         """Make what the notebook's functions and modules return to a test plain data (see `plain_value`)."""
@@ -574,6 +602,9 @@ class KernelGuard:
         self._clear_module_hooks()
         handle = self._module_hooks.register_module_forward_hook(forward_hook)
         self._forward_hook_id = handle.id
+
+
+_GUARD_GLOBALS = globals()
 
 
 def _refuse_new_audit_hooks(event, args):

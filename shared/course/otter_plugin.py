@@ -60,7 +60,7 @@ except ImportError:
 
 from course.grading_guard import KernelGuard as _KernelGuard
 {state} = _KernelGuard(grader_pid={grader_pid}, cell_limit_s={seconds}, notebook_limit_s={notebook_s},
-                        call_limit_s={call_s})
+                        call_limit_s={call_s}, tests_limit_s={tests_s})
 del _KernelGuard
 '''
 
@@ -102,12 +102,13 @@ class CourseGradingPlugin(AbstractOtterPlugin):
         seconds = int(os.environ.get("COURSE_CELL_TIMEOUT_S", self.plugin_config.get("cell_timeout_s", 120)))
         notebook_s = int(os.environ.get("COURSE_NOTEBOOK_TIMEOUT_S", self.plugin_config.get("notebook_timeout_s", 420)))
         call_s = int(os.environ.get("COURSE_CALL_TIMEOUT_S", self.plugin_config.get("call_timeout_s", 60)))
+        tests_s = int(os.environ.get("COURSE_TESTS_TIMEOUT_S", self.plugin_config.get("tests_timeout_s", 180)))
         extra_mb = int(self.plugin_config.get("memory_mb", 2048))
         threads = int(self.plugin_config.get("threads", 1))
         # a new name each time, so a notebook cannot be written to replace the guard by its name
         state = f"{STATE_PREFIX}{secrets.token_hex(8)}__"
         cells = [nbformat.v4.new_code_cell(GUARD_SOURCE.format(state=state, grader_pid=os.getpid(), seconds=seconds,
-                                                               notebook_s=notebook_s, call_s=call_s, extra_mb=extra_mb, threads=threads))]
+                                                               notebook_s=notebook_s, call_s=call_s, tests_s=tests_s, extra_mb=extra_mb, threads=threads))]
         for number, cell in enumerate(submission.cells, 1):
             if cell.cell_type == "code":
                 first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")[:40]
