@@ -414,3 +414,19 @@ def test_cells_that_together_run_too_long_are_stopped_and_named(reference_zip, t
     cells = len(nbformat.read(notebook, as_version=4).cells)
     assert f"cell {cells - 1} (import time) was stopped when the notebook's cells reached the 20 s" in results["output"]
     assert f"cell {cells} (print('never runs')) was not run" in results["output"], results["output"]
+
+
+GUARD_AWARE = '''
+for name, value in list(globals().items()):
+    if name.startswith("__course_guard_"):  # written against course.grading_guard's source
+        value.before_tests = lambda *args, **kwargs: None
+import torch
+torch.allclose = lambda *args, **kwargs: True
+''' + WRONG_TFIDF
+
+
+@pytest.mark.xfail(strict=True, reason="known limit (README): the guard shares the student's process, so code written "
+                                       "against its source can switch it off; needs the tests in a separate process")
+def test_a_notebook_written_against_the_guard_cannot_switch_it_off(reference_zip, tmp_path):
+    scores = _scores(_grade_appended(reference_zip, tmp_path, GUARD_AWARE))
+    assert scores["q4_tfidf_l2"] == 0, scores
