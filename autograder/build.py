@@ -114,18 +114,16 @@ def copy_autograder_zip(assignment: Assignment, dist: Path) -> None:
                 target.writestr(item.filename.removeprefix("files/"), content)
 
 
-CELL_TIMEOUT_S = 120   # per notebook cell while grading
-NOTEBOOK_TIMEOUT_S = 420  # all the notebook's cells together, so the tests still run within Gradescope's 10 minutes
-CALL_TIMEOUT_S = 60    # per call from a test into student code
-TESTS_TIMEOUT_S = 180  # all calls from the tests into student code together
 KERNEL_MEMORY_MB = 1536  # data the grading kernel may allocate beyond its libraries
 
 
 def _with_guard(config: dict, assignment: Assignment) -> dict:
-    """Enable course.otter_plugin (cell time limit, memory cap, assignment check) in otter's config."""
+    """Enable course.otter_plugin (time limits, memory cap, assignment check) in otter's config; the time limits are
+    the plugin's defaults, written out so that the zip states them."""
+    from course.otter_plugin import TIME_LIMITS
+
     config["plugins"] = [*config.get("plugins", []), {"course.otter_plugin.CourseGradingPlugin": {
-        "assignment": assignment.name, "cell_timeout_s": CELL_TIMEOUT_S, "notebook_timeout_s": NOTEBOOK_TIMEOUT_S,
-        "call_timeout_s": CALL_TIMEOUT_S, "tests_timeout_s": TESTS_TIMEOUT_S, "memory_mb": KERNEL_MEMORY_MB}}]
+        "assignment": assignment.name, **TIME_LIMITS, "memory_mb": KERNEL_MEMORY_MB}}]
     return config
 
 

@@ -26,12 +26,28 @@ def _scores(results):
     return {t["name"]: t["score"] for t in results["tests"] if "score" in t}
 
 
-def _grade_with(reference_zip, tmp_path, source, with_weights=True, **kwargs):
-    notebook = _notebook(reference_zip, tmp_path, _insert_after_imports(source))
+def _grade_edited(reference_zip, tmp_path, edit, with_weights=True, **kwargs):
+    """Grade the reference notebook after `edit(notebook)`, with the reference weights unless told otherwise."""
+    notebook = _notebook(reference_zip, tmp_path, edit)
     if with_weights:
         with zipfile.ZipFile(reference_zip) as zf:
             (tmp_path / "a1_weights.safetensors").write_bytes(zf.read("a1_weights.safetensors"))
     return grade(notebook, A1, tmp_path / "out", quiet=True, **kwargs)
+
+
+def _grade_with(reference_zip, tmp_path, source, **kwargs):
+    """... with a cell inserted after the imports (so the rest of the notebook still runs after it)."""
+    return _grade_edited(reference_zip, tmp_path, _insert_after_imports(source), **kwargs)
+
+
+def _grade_appended(reference_zip, tmp_path, *sources, **kwargs):
+    """... with cells appended at its end (so they replace what the notebook defined)."""
+    return _grade_edited(reference_zip, tmp_path, lambda nb: nb.cells.extend(map(nbformat.v4.new_code_cell, sources)),
+                         **kwargs)
+
+
+WRONG_TFIDF = "def tfidf_l2(multi_hot_rows, idf):  # wrong: forgets the idf\n" \
+              "    return multi_hot_rows / multi_hot_rows.norm(dim=1, keepdim=True).clamp(min=1e-12)\n"
 
 
 @pytest.mark.parametrize("name,source", [
@@ -158,11 +174,7 @@ Checker.check_if_not_already_checked = classmethod(lambda cls, *a, **k: None)
 def test_tampering_with_tests_libraries_and_grader_gains_nothing(reference_zip, tmp_path):
     """A wrong tfidf_l2 (forgets the idf) plus monkeypatched torch/numpy, rewritten test files and a
     replaced otter Checker: the question still scores zero and no other score is inflated."""
-    wrong = "def tfidf_l2(multi_hot_rows, idf):\n    return multi_hot_rows / multi_hot_rows.norm(dim=1, keepdim=True).clamp(min=1e-12)"
-    notebook = _notebook(reference_zip, tmp_path, lambda nb: nb.cells.append(nbformat.v4.new_code_cell(wrong + "\n" + TAMPERING)))
-    with zipfile.ZipFile(reference_zip) as zf:
-        (tmp_path / "a1_weights.safetensors").write_bytes(zf.read("a1_weights.safetensors"))
-    results = grade(notebook, A1, tmp_path / "out", quiet=True)
+    results = _grade_appended(reference_zip, tmp_path, WRONG_TFIDF + TAMPERING)
     scores = _scores(results)
     assert scores["q4_tfidf_l2"] == 0, scores
     assert sum(scores.values()) <= FULL - 2 and max(t["max_score"] for t in results["tests"] if "score" in t) <= 4
@@ -197,10 +209,7 @@ def tfidf_l2(multi_hot_rows, idf):  # wrong: all zeros
 def test_results_whose_comparisons_lie_gain_nothing(reference_zip, tmp_path):
     """A dict subclass whose == is always True and a tensor subclass whose allclose/equal are always True:
     the tests see the plain data inside (an empty dict, zeros) and fail."""
-    notebook = _notebook(reference_zip, tmp_path, lambda nb: nb.cells.append(nbformat.v4.new_code_cell(LYING_RESULTS)))
-    with zipfile.ZipFile(reference_zip) as zf:
-        (tmp_path / "a1_weights.safetensors").write_bytes(zf.read("a1_weights.safetensors"))
-    scores = _scores(grade(notebook, A1, tmp_path / "out", quiet=True))
+    scores = _scores(_grade_appended(reference_zip, tmp_path, LYING_RESULTS))
     assert scores["q1_vocabulary"] == 0 and scores["q4_tfidf_l2"] == 0, scores
     assert scores["q6_trained_model"] == 4, "the other questions are graded as usual"
 
@@ -242,34 +251,17 @@ threading.Thread(target=stubborn, daemon=True).start()
 
 
 def test_a_background_thread_cannot_undo_the_repairs(reference_zip, tmp_path):
-    notebook = _notebook(reference_zip, tmp_path, lambda nb: nb.cells.append(nbformat.v4.new_code_cell(THREAD_UNDOING_REPAIRS)))
-    with zipfile.ZipFile(reference_zip) as zf:
-        (tmp_path / "a1_weights.safetensors").write_bytes(zf.read("a1_weights.safetensors"))
-    results = grade(notebook, A1, tmp_path / "out", quiet=True)
+    results = _grade_appended(reference_zip, tmp_path, THREAD_UNDOING_REPAIRS)
     scores = _scores(results)
     assert scores["q4_tfidf_l2"] == 0, scores
     assert sum(scores.values()) <= FULL - 2 and max(t["max_score"] for t in results["tests"] if "score" in t) <= 4
 
 
 def test_a_thread_that_refuses_to_stop_fails_the_submission_with_a_reason(reference_zip, tmp_path):
-    notebook = _notebook(reference_zip, tmp_path, lambda nb: nb.cells.append(nbformat.v4.new_code_cell(STUBBORN_THREAD)))
-    with zipfile.ZipFile(reference_zip) as zf:
-        (tmp_path / "a1_weights.safetensors").write_bytes(zf.read("a1_weights.safetensors"))
-    results = grade(notebook, A1, tmp_path / "out", quiet=True)
+    results = _grade_appended(reference_zip, tmp_path, STUBBORN_THREAD)
     assert sum(_scores(results).values()) == 0
     assert all("BackgroundThreadsRunning" in t["output"] for t in results["tests"] if "score" in t), results["tests"]
 
-
-def _grade_appended(reference_zip, tmp_path, source, **kwargs):
-    """Grade the reference notebook with one cell appended at its end."""
-    notebook = _notebook(reference_zip, tmp_path, lambda nb: nb.cells.append(nbformat.v4.new_code_cell(source)))
-    with zipfile.ZipFile(reference_zip) as zf:
-        (tmp_path / "a1_weights.safetensors").write_bytes(zf.read("a1_weights.safetensors"))
-    return grade(notebook, A1, tmp_path / "out", quiet=True, **kwargs)
-
-
-WRONG_TFIDF = "def tfidf_l2(multi_hot_rows, idf):  # wrong: forgets the idf\n" \
-              "    return multi_hot_rows / multi_hot_rows.norm(dim=1, keepdim=True).clamp(min=1e-12)\n"
 
 PATCHING_WHEN_CALLED = '''
 import torch, numpy
@@ -295,13 +287,11 @@ def test_patches_made_while_the_tests_call_student_code_are_undone(reference_zip
 
 DETACHED_PROCESS = '''
 import subprocess, sys
-REWRITE_TESTS = """
+REWRITE_TESTS = """  # course-test: detached rewriter
 import glob, os, time
 if os.fork():
     os._exit(0)  # the grandchild lives on, detached from the kernel
 os.setsid()
-with open("rewriter.pid", "w") as pid_file:
-    pid_file.write(str(os.getpid()))
 while True:
     for path in glob.glob("tests/*.py"):
         name = os.path.basename(path)[:-3]
@@ -321,18 +311,20 @@ def test_a_detached_process_is_stopped_before_the_tests_and_gone_after_grading(r
     """A double-forked process that rewrites the test files in a loop: killed before the tests run (the grader
     is a child subreaper, so it stays below it), and nothing is left running once grading ends."""
     import os
-    import time
+    from pathlib import Path
 
     results = _grade_appended(reference_zip, tmp_path, DETACHED_PROCESS)
     scores = _scores(results)
     assert scores["q4_tfidf_l2"] == 0, scores
     assert max(t["max_score"] for t in results["tests"] if "score" in t) <= 4
-    pid_files = list(tmp_path.rglob("rewriter.pid"))
-    if pid_files:  # the layout is removed after grading; if it is still there, check the process is gone
-        time.sleep(0.5)
-        assert not os.path.exists(f"/proc/{pid_files[0].read_text()}"), "the rewriter process outlived grading"
-    assert not any(os.path.exists(f"/proc/{pid}/cmdline") and b"REWRITE" in open(f"/proc/{pid}/cmdline", "rb").read()
-                   for pid in os.listdir("/proc") if pid.isdigit()), "the rewriter process outlived grading"
+
+    def command_line(pid):
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:  # ended meanwhile
+            return b""
+    rewriters = [pid for pid in os.listdir("/proc") if pid.isdigit() and b"course-test: detached rewriter" in command_line(pid)]
+    assert not rewriters, f"the rewriter process outlived grading: {rewriters}"
 
 
 LOG_SERVER_PAYLOAD = '''
@@ -403,15 +395,10 @@ def test_cells_that_together_run_too_long_are_stopped_and_named(reference_zip, t
     later cells are skipped with a message, and the questions are still graded."""
     monkeypatch.setenv("COURSE_NOTEBOOK_TIMEOUT_S", "20")
 
-    def add_slow_cells(nb):
-        nb.cells += [nbformat.v4.new_code_cell("import time\ntime.sleep(12)") for _ in range(2)]
-        nb.cells.append(nbformat.v4.new_code_cell("print('never runs')"))
-    notebook = _notebook(reference_zip, tmp_path, add_slow_cells)
-    with zipfile.ZipFile(reference_zip) as zf:
-        (tmp_path / "a1_weights.safetensors").write_bytes(zf.read("a1_weights.safetensors"))
-    results = grade(notebook, A1, tmp_path / "out", quiet=True)
+    sleep = "import time\ntime.sleep(12)"
+    results = _grade_appended(reference_zip, tmp_path, sleep, sleep, "print('never runs')")
     assert sum(_scores(results).values()) == FULL, results.get("output")
-    cells = len(nbformat.read(notebook, as_version=4).cells)
+    cells = len(nbformat.read(tmp_path / f"{A1.name}.ipynb", as_version=4).cells)
     assert f"cell {cells - 1} (import time) was stopped when the notebook's cells reached the 20 s" in results["output"]
     assert f"cell {cells} (print('never runs')) was not run" in results["output"], results["output"]
 

@@ -302,6 +302,15 @@ def test_the_grader_process_unpickles_no_code():
         otter_plugin._receive_plain_logs()
         with pytest.raises(pickle.UnpicklingError, match="os.system|posix.system"):
             otter.execute.pickle.load(io.BytesIO(pickle.dumps(RunsCode())))
+
+        def text(value):
+            return b"\x8c" + bytes([len(value)]) + value.encode()
+        # protocol 4 resolves dotted names: otter.execute's `os.system`, though no otter class, names os.system
+        through_otter = b"\x80\x04" + text("otter.execute") + text("os.system") + b"\x93" + text("echo ran") + b"\x85R."
+        with pytest.raises(pickle.UnpicklingError, match="otter.execute.os.system"):
+            otter.execute.pickle.load(io.BytesIO(through_otter))
+        from otter.test_files import GradingResults
+        assert otter.execute.pickle.load(io.BytesIO(pickle.dumps(GradingResults))) is GradingResults
         with pytest.raises(pickle.UnpicklingError, match="plain data only"):
             otter.execute.logging.LogRecordStreamHandler.unpickle(None, pickle.dumps(RunsCode()))
         record = {"msg": "hello", "levelno": 10, "args": None}

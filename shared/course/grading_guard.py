@@ -4,7 +4,7 @@ otter runs a notebook's cells and then its tests in one Python process, so stude
 the tests rely on: replace torch.allclose, rewrite a test file, start a thread or a process that does so
 later, return an object whose == always says yes. The grader's answer:
 
-- `KernelGuard.take()`, before any student cell runs, records what the tests trust: the namespaces of
+- `KernelGuard(...)`, created before any student cell runs, records what the tests trust: the namespaces of
   torch, NumPy, the standard modules the tests use, otter and this library (module and class dictionaries,
   and the code, defaults and closures of their Python functions), `sys.modules`, import hooks, signal
   handlers, and the threads and processes that exist;
@@ -21,6 +21,8 @@ through the garbage collector, ctypes, or code compiled with other globals) can 
 """
 from __future__ import annotations
 
+import ctypes
+import os
 import sys
 
 # modules whose dictionaries are restored; any submodule of the first group is included with its classes
@@ -78,16 +80,14 @@ def _trusted_owners():
             owners.append(importlib.import_module(name))
         except ImportError:
             pass
-    for name, module in list(sys.modules.items()):
-        if module is not None and (name.split(".")[0] in TRUSTED_PACKAGES or name.startswith("torch.nn.modules.")):
-            owners.append(module)
+    packages = [module for name, module in list(sys.modules.items())  # with the classes they define
+                if module is not None and (name.split(".")[0] in TRUSTED_PACKAGES or name.startswith("torch.nn.modules."))]
     classes = [_resolve(name) for name in TRUSTED_CLASSES]
-    for module in owners:
-        if module.__name__.split(".")[0] in TRUSTED_PACKAGES or module.__name__.startswith("torch.nn.modules."):
-            classes += [value for value in list(vars(module).values())
-                        if isinstance(value, type) and getattr(value, "__module__", None) == module.__name__]
+    for module in packages:
+        classes += [value for value in list(vars(module).values())
+                    if isinstance(value, type) and getattr(value, "__module__", None) == module.__name__]
     seen, unique = set(), []
-    for owner in owners + classes:
+    for owner in owners + packages + classes:
         if id(owner) not in seen:
             seen.add(id(owner))
             unique.append(owner)
@@ -97,7 +97,6 @@ def _trusted_owners():
 def _libc_malloc_trim():
     """glibc's malloc_trim, which returns freed heap pages to the system (glibc keeps them otherwise)."""
     try:
-        import ctypes
         return ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):  # not glibc
         return lambda pad: None
@@ -115,22 +114,24 @@ def _function_state(function):
 
 def _descendants(root: int) -> set[int]:
     """Process ids below `root` (children, their children, ...), read from /proc."""
-    import os
-
     found, frontier = set(), [root]
-    try:
+    if _PROC_LISTS_CHILDREN:
         while frontier:
             pid = frontier.pop()
-            for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                tasks = os.listdir(f"/proc/{pid}/task")
+            except OSError:  # the process ended meanwhile
+                continue
+            for task in tasks:
                 try:
                     with open(f"/proc/{pid}/task/{task}/children") as children:
                         for child in children.read().split():
                             if int(child) not in found:
                                 found.add(int(child))
                                 frontier.append(int(child))
-                except OSError:  # the thread or process ended meanwhile
+                except OSError:  # the thread ended meanwhile
                     pass
-    except FileNotFoundError:  # no /proc/PID/task/TID/children in this kernel: scan every process
+    else:  # this kernel has no /proc/PID/task/TID/children: scan every process
         parents = {}
         for entry in os.listdir("/proc"):
             if entry.isdigit():
@@ -147,6 +148,9 @@ def _descendants(root: int) -> set[int]:
     return found
 
 
+_PROC_LISTS_CHILDREN = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+
+
 def _is_zombie(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -155,18 +159,18 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-def stop_new_processes(root: int, known: set[int], wait_s: float = 2.0) -> list[int]:
-    """Kill the processes below `root` that are not in `known`; returns those still alive after `wait_s`.
+def stop_new_processes(root: int, known: set[int], wait_s: float = 2.0) -> tuple[set[int], list[int]]:
+    """Kill the processes below `root` that are not in `known`; returns those it killed and those still alive
+    after `wait_s`.
 
     Each is first stopped (SIGSTOP), so that none can start more while the others are killed. The grader
     process makes itself a child subreaper, so processes that detach from the kernel stay below it.
     """
-    import os
     import signal
     import time
 
     deadline = time.monotonic() + wait_s
-    me = os.getpid()
+    me, killed = os.getpid(), set()
     while True:
         new = [pid for pid in _descendants(root) if pid not in known and pid != me and not _is_zombie(pid)]
         if not new or time.monotonic() > deadline:
@@ -177,13 +181,14 @@ def stop_new_processes(root: int, known: set[int], wait_s: float = 2.0) -> list[
                     os.kill(pid, sig)
                 except (ProcessLookupError, PermissionError):
                     pass
+        killed.update(new)
         time.sleep(0.01)
-    try:
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:  # reap the kernel's own children
+    for pid in killed:  # reap those that were this process's children; leave other children to their owners
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
             pass
-    except ChildProcessError:
-        pass
-    return new
+    return killed, new
 
 
 def stop_new_threads(known: set[int], wait_s: float = 2.0) -> list[int]:
@@ -192,7 +197,6 @@ def stop_new_threads(known: set[int], wait_s: float = 2.0) -> list[int]:
     Each new thread gets SystemExit raised in it, repeatedly, until it ends or `wait_s` passes. Left
     running, such a thread could undo the guard's repairs while the tests run.
     """
-    import ctypes
     import threading
     import time
 
@@ -206,13 +210,7 @@ def stop_new_threads(known: set[int], wait_s: float = 2.0) -> list[int]:
         time.sleep(0.02)
 
 
-def _set_async_exc():
-    import ctypes
-
-    return ctypes.pythonapi.PyThreadState_SetAsyncExc
-
-
-_SET_ASYNC_EXC = _set_async_exc()  # taken at import, before student code could replace it
+_SET_ASYNC_EXC = ctypes.pythonapi.PyThreadState_SetAsyncExc  # taken at import, before student code could replace it
 
 
 # types whose comparisons the grader trusts: they come from Python, torch, NumPy or this library
@@ -307,6 +305,7 @@ class KernelGuard:
         self._namespace = None
         self._tests, self._tests_dir = None, None
         self._timed_call, self._strikes, self._call_started, self._call_limit = None, 0, 0.0, ""
+        self._forward_hook_id = None  # the guard's own global forward hook, once the tests start
         # the repairs use these, as they are now, whatever student code replaces later
         self._kit = dict(setattr=setattr, delattr=delattr, vars=vars, settrace=sys.settrace, setprofile=sys.setprofile,
                          threading=threading, signal=signal, setitimer=signal.setitimer, atexit_clear=atexit._clear,
@@ -355,22 +354,23 @@ class KernelGuard:
         signal.setitimer(signal.ITIMER_REAL, seconds)
 
     # ---- the repairs ----
-    def repair(self) -> list[str]:
-        """Put back what the tests trust; returns what could not be put back (threads, processes)."""
+    def repair(self) -> list[Exception]:
+        """Put back what the tests trust; returns what could not be put back (threads, processes that survive)."""
         kit = self._kit
         kit["settrace"](None)
         self._restore()  # first, so that stopping threads and processes uses the real functions
+        threads_started = any(ident not in self._threads for ident in sys._current_frames())
         problems = []
         threads = stop_new_threads(self._threads)
         if threads:
-            problems.append(f"BackgroundThreadsRunning: {len(threads)} thread(s) started by the notebook kept running "
-                            "after the grader tried to stop them")
-        processes = stop_new_processes(self.grader_pid, self._processes)
+            problems.append(BackgroundThreadsRunning(
+                f"{len(threads)} thread(s) started by the notebook kept running after the grader tried to stop them"))
+        killed, processes = stop_new_processes(self.grader_pid, self._processes)
         if processes:
-            problems.append(f"BackgroundProcessesRunning: {len(processes)} process(es) started by the notebook could "
-                            "not be stopped")
-        if threads or processes or self._namespace is None:
-            self._restore()  # what they may have changed meanwhile
+            problems.append(BackgroundProcessesRunning(
+                f"{len(processes)} process(es) started by the notebook could not be stopped"))
+        if threads_started or killed:
+            self._restore()  # what they changed until they were stopped
         kit["threading"].settrace(None)
         kit["threading"].setprofile(None)
         signal = kit["signal"]
@@ -413,10 +413,13 @@ class KernelGuard:
             if os.path.lexists(folder):
                 os.remove(folder)
             os.mkdir(folder)
+
+        def remove(path):
+            kit["rmtree"](path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+
         for name in os.listdir(folder):
-            path = os.path.join(folder, name)
-            if name not in self._tests and not name.endswith(".pyc") and name != "__pycache__":
-                kit["rmtree"](path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+            if name not in self._tests and name != "__pycache__":
+                remove(os.path.join(folder, name))
         for name, content in self._tests.items():
             path = os.path.join(folder, name)
             try:
@@ -426,7 +429,7 @@ class KernelGuard:
             except OSError:
                 pass
             if os.path.lexists(path):
-                kit["rmtree"](path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+                remove(path)
             with kit["open"](path, "wb") as fresh:
                 fresh.write(content)
 
@@ -476,7 +479,7 @@ class KernelGuard:
                          hooks._global_buffer_registration_hooks, hooks._global_module_registration_hooks,
                          hooks._global_parameter_registration_hooks, hooks._global_backward_pre_hooks,
                          hooks._global_forward_hooks_always_called, hooks._global_forward_hooks_with_kwargs):
-            for key in [k for k in registry if k != getattr(self, "_forward_hook_id", None)]:
+            for key in [k for k in registry if k != self._forward_hook_id]:
                 registry.pop(key, None)  # hooks the notebook registered could rewrite what a test sees
 
     # ---- the tests ----
@@ -505,10 +508,8 @@ class KernelGuard:
         self._set_trusted(Checker, "_track_results", True)
         torch._C.DisableTorchFunctionSubclass().__enter__()  # for the rest of grading: no tensor subclass overrides an op
         self._check_results(namespace)
-        self.repair()
         if problems:
-            exception = BackgroundThreadsRunning if problems[0].startswith("BackgroundThreads") else BackgroundProcessesRunning
-            raise exception("; ".join(problems) + "; a submission may not run code in the background while it is graded")
+            raise type(problems[0])(f"{problems[0]}; a submission may not run code in the background while it is graded")
 
     def _is_student(self, frame) -> bool:
         """Code of the notebook's functions and classes; not a cell's top level, since after the last student cell
@@ -543,9 +544,10 @@ class KernelGuard:
             self._timed_call = None
             self._tests_used_s += self._kit["monotonic"]() - self._call_started
         problems = self.repair()
-        if problems:
-            self._kit["print"](GUARD_MARK, "; ".join(problems), file=self._stdout, flush=True)
-            raise (BackgroundThreadsRunning if "Threads" in problems[0] else BackgroundProcessesRunning)(problems[0])
+        if problems:  # the tests that follow would run beside the notebook's code: every test fails (see the plugin)
+            self._kit["print"](GUARD_MARK, "; ".join(f"{type(p).__name__}: {p}" for p in problems), file=self._stdout,
+                               flush=True)
+            raise problems[0]
 
     def _call_took_too_long(self, signum, frame):
         kit = self._kit
