@@ -140,6 +140,7 @@ def grade(submission, assignment: Assignment | None = None, out_dir=None, timeou
     results_path.unlink(missing_ok=True)
     start = time.time()
     with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
+        os.chmod(tmp, 0o755)  # when grading runs as root the notebook runs as another user, who must reach the layout
         if not submission.exists():
             results = _fallback_results(assignment, f"Submission {submission.name} not found.")
         else:

@@ -22,6 +22,13 @@ def short_cell_limit(monkeypatch):
     monkeypatch.setenv("COURSE_CELL_TIMEOUT_S", "15")
 
 
+@pytest.fixture
+def kernel_as_root(monkeypatch):
+    """The in-kernel guard on its own: the notebook keeps root, so its writes to the test files succeed and the
+    guard must undo them (when the notebook runs unprivileged they are refused before the guard is needed)."""
+    monkeypatch.setenv("COURSE_KERNEL_USER", "")
+
+
 def _scores(results):
     return {t["name"]: t["score"] for t in results["tests"] if "score" in t}
 
@@ -171,6 +178,7 @@ Checker.check_if_not_already_checked = classmethod(lambda cls, *a, **k: None)
 '''
 
 
+@pytest.mark.usefixtures("kernel_as_root")
 def test_tampering_with_tests_libraries_and_grader_gains_nothing(reference_zip, tmp_path):
     """A wrong tfidf_l2 (forgets the idf) plus monkeypatched torch/numpy, rewritten test files and a
     replaced otter Checker: the question still scores zero and no other score is inflated."""
@@ -250,6 +258,7 @@ threading.Thread(target=stubborn, daemon=True).start()
 '''
 
 
+@pytest.mark.usefixtures("kernel_as_root")
 def test_a_background_thread_cannot_undo_the_repairs(reference_zip, tmp_path):
     results = _grade_appended(reference_zip, tmp_path, THREAD_UNDOING_REPAIRS)
     scores = _scores(results)
@@ -278,6 +287,7 @@ def tfidf_l2(multi_hot_rows, idf):  # wrong: forgets the idf, and makes every co
 '''
 
 
+@pytest.mark.usefixtures("kernel_as_root")
 def test_patches_made_while_the_tests_call_student_code_are_undone(reference_zip, tmp_path):
     """The grader repairs what the tests trust every time a call into student code returns to them."""
     scores = _scores(_grade_appended(reference_zip, tmp_path, PATCHING_WHEN_CALLED))
@@ -307,6 +317,7 @@ subprocess.Popen([sys.executable, "-c", REWRITE_TESTS]).wait()
 ''' + WRONG_TFIDF
 
 
+@pytest.mark.usefixtures("kernel_as_root")
 def test_a_detached_process_is_stopped_before_the_tests_and_gone_after_grading(reference_zip, tmp_path):
     """A double-forked process that rewrites the test files in a loop: killed before the tests run (the grader
     is a child subreaper, so it stays below it), and nothing is left running once grading ends."""
@@ -417,3 +428,105 @@ torch.allclose = lambda *args, **kwargs: True
 def test_a_notebook_written_against_the_guard_cannot_switch_it_off(reference_zip, tmp_path):
     scores = _scores(_grade_appended(reference_zip, tmp_path, GUARD_AWARE))
     assert scores["q4_tfidf_l2"] == 0, scores
+
+
+SOURCE_TESTS_REWRITE = '''
+import glob
+for path in glob.glob("../source/tests/*.py") + glob.glob("tests/*.py"):  # the autograder's own copy too
+    name = path.split("/")[-1][:-3]
+    try:  # refused when the notebook runs unprivileged; the wrong function below is defined either way
+        open(path, "w").write(
+            "from otter.test_files import test_case\\nOK_FORMAT = False\\nname = %r\\npoints = 2\\n"
+            "@test_case(points=2, hidden=False)\\ndef test_ok():\\n    pass\\n" % name)
+    except OSError:
+        pass
+''' + WRONG_TFIDF
+
+
+def test_rewriting_the_autograders_own_tests_gains_nothing(reference_zip, tmp_path):
+    """The guard restores tests/ from ../source/tests: that copy must be out of the notebook's reach too."""
+    scores = _scores(_grade_appended(reference_zip, tmp_path, SOURCE_TESTS_REWRITE))
+    assert scores["q4_tfidf_l2"] == 0, scores
+
+
+GRADER_CODE_REWRITE = '''
+# code the grader process imports after the notebook has run: make every test pass there
+import glob
+for path in glob.glob("../source/course/*.py"):
+    try:
+        with open(path, "a") as module:
+            module.write("\\nimport gc as _gc\\nfor _r in _gc.get_objects():\\n"
+                         "    if type(_r).__name__ == 'TestCaseResult':\\n        _r.passed = True\\n")
+    except OSError:
+        pass
+''' + WRONG_TFIDF
+
+
+def test_rewriting_the_graders_own_code_gains_nothing(reference_zip, tmp_path):
+    scores = _scores(_grade_appended(reference_zip, tmp_path, GRADER_CODE_REWRITE))
+    assert scores["q4_tfidf_l2"] == 0, scores
+
+
+GRADING_DATA_REWRITE = '''
+# the accuracy test reads the test split from grading_data/: make every label positive, like the submitted model
+import glob
+import numpy as np
+for path in glob.glob("grading_data/*.npz") + glob.glob("../source/files/grading_data/*.npz"):
+    with np.load(path) as stored:
+        arrays = dict(stored)
+    arrays["labels"] = np.ones_like(arrays["labels"])
+    try:
+        with open(path, "wb") as rewritten:
+            np.savez_compressed(rewritten, **arrays)
+    except OSError:
+        pass
+'''
+
+
+def test_rewriting_the_grading_data_gains_nothing(reference_zip, tmp_path):
+    """A model that says "positive" to every review scores 50%; on a test split rewritten to all-positive, 100%."""
+    from safetensors.torch import load_file, save_file
+
+    with zipfile.ZipFile(reference_zip) as zf:
+        (tmp_path / "reference.safetensors").write_bytes(zf.read("a1_weights.safetensors"))
+    constant = {name: tensor.zero_() for name, tensor in load_file(tmp_path / "reference.safetensors").items()}
+    constant["mlp.6.bias"].fill_(1.0)
+    notebook = _notebook(reference_zip, tmp_path, lambda nb: nb.cells.append(nbformat.v4.new_code_cell(GRADING_DATA_REWRITE)))
+    save_file(constant, tmp_path / "a1_weights.safetensors")
+    scores = _scores(grade(notebook, A1, tmp_path / "out", quiet=True))
+    assert scores["q6_trained_model"] <= 1, scores  # the file loads (1 point); the accuracy test must fail
+
+
+GRADER_MEMORY = '''
+# the grader process (run_otter.py) holds the results it will write: its memory must be out of the notebook's reach
+import os
+grader = os.getppid()
+try:
+    with open(f"/proc/{grader}/mem", "r+b"):
+        pass
+    reachable = True
+except OSError:
+    reachable = False
+try:
+    os.kill(grader, 0)  # permission to send signals (SIGSTOP would hang the grader until Gradescope's limit)
+    signalled = True
+except OSError:
+    signalled = False
+if reachable or signalled:
+''' + WRONG_TFIDF.replace("\n", "\n    ").replace("def tfidf_l2", "    def tfidf_l2", 1)
+
+
+def test_the_notebook_cannot_reach_the_grader_process(reference_zip, tmp_path):
+    """When grading runs as root (as on Gradescope), the notebook runs as an unprivileged user: it can neither open
+    the grader's memory nor signal it. This notebook breaks tfidf_l2 only if it could."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("the kernel drops privileges only when grading runs as root")
+    overwrite_weights = 'open("a1_weights.safetensors", "wb").write(b"trained during grading")'
+    results = _grade_appended(reference_zip, tmp_path, GRADER_MEMORY, overwrite_weights)
+    scores = _scores(results)
+    assert scores["q4_tfidf_l2"] == 2, scores
+    assert scores["q6_trained_model"] == 4, "the submitted weights must be graded as submitted"
+    assert "PermissionError" in results["output"] and "may create files but not change the submitted ones" in results["output"]
+    assert "runs as 'nobody'" in (tmp_path / "out" / "grading.log").read_text()

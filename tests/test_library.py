@@ -1,5 +1,8 @@
 """The course library: text processing, data errors, safe weight loading, grading-mode behaviour."""
+import os
 import pickle
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -209,7 +212,8 @@ from course.grading_guard import KernelGuard
 os.makedirs("trusted", exist_ok=True)
 with open("trusted/q1.py", "w") as test_file:
     test_file.write("the real test\n")
-guard = KernelGuard(grader_pid=os.getpid(), cell_limit_s=30, call_limit_s=1, tests_limit_s=1.6)
+guard = KernelGuard(grader_pid=os.getpid(), cell_limit_s=30, call_limit_s=1, tests_limit_s=1.6, tests_dir="tests",
+                    trusted_tests_dir="trusted")
 notebook = {"__name__": "__main__"}
 exec("""
 import subprocess, sys, time, torch, numpy
@@ -226,7 +230,7 @@ def endless(x):
     while True:
         time.sleep(0.01)
 """, notebook)
-guard.before_tests(notebook, tests_dir="tests", trusted_tests_dir="trusted")
+guard.before_tests(notebook)
 report = {"value": notebook["sneaky"](3)}
 report["allclose"] = torch.allclose(torch.zeros(2), torch.ones(2))
 report["tensor_allclose"] = torch.zeros(2).allclose(torch.ones(2))
@@ -318,3 +322,66 @@ def test_the_grader_process_unpickles_no_code():
         assert otter.execute.pickle.load(io.BytesIO(pickle.dumps({"scores": [1.0, 2]}))) == {"scores": [1.0, 2]}
     finally:
         otter.execute.pickle, otter.execute.logging.LogRecordStreamHandler.unpickle = saved
+
+
+@pytest.fixture
+def kernel_user():
+    import pwd
+
+    if os.geteuid() != 0:
+        pytest.skip("only root can take another user's identity")
+    entry = pwd.getpwnam("nobody")
+    return entry.pw_uid, entry.pw_gid
+
+
+def _folder_with_a_file(mode):
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="course-test-")  # under /tmp: pytest's own folders are private to root
+    (Path(folder) / "file.txt").write_text("data")
+    os.chmod(folder, mode)
+    return folder
+
+
+def test_the_grader_finds_what_the_kernel_user_cannot_read(kernel_user):
+    from course.otter_plugin import _unreadable_as
+
+    closed, opened = _folder_with_a_file(0o700), _folder_with_a_file(0o755)
+    try:
+        paths = [f"{closed}/file.txt", f"{opened}/file.txt", opened]
+        assert _unreadable_as(*kernel_user, paths) == [f"{closed}/file.txt"]
+    finally:
+        shutil.rmtree(closed), shutil.rmtree(opened)
+
+
+def test_the_grader_opens_folders_to_the_kernel_user_only_when_allowed(kernel_user, monkeypatch, tmp_path):
+    """Outside Gradescope's container the interpreter's folders are opened only on request; without it the
+    notebook keeps root, and the log says why."""
+    import otter.execute
+
+    import course.otter_plugin as plugin
+
+    closed = _folder_with_a_file(0o700)
+    workspace = Path(_folder_with_a_file(0o755))
+    monkeypatch.setattr(plugin, "_kernel_reads", lambda: [f"{closed}/file.txt"])
+    monkeypatch.setattr(otter.execute, "tempfile", otter.execute.tempfile)  # restored after the test
+    monkeypatch.chdir(workspace)
+    try:
+        monkeypatch.delenv(plugin.GRANT_ACCESS_ENV, raising=False)
+        assert plugin._prepare_unprivileged_kernel("nobody") is None
+        assert os.stat(closed).st_mode & 0o777 == 0o700, "a folder was opened without permission"
+
+        monkeypatch.setenv(plugin.GRANT_ACCESS_ENV, "1")
+        uid, gid, home = plugin._prepare_unprivileged_kernel("nobody")
+        assert (uid, gid) == kernel_user
+        assert os.stat(closed).st_mode & 0o777 == 0o701, "traverse only: the listing stays private"
+        assert os.stat(home).st_uid == uid
+        assert os.stat(workspace).st_mode & 0o7777 == 0o1777, "the notebook may create files, not replace root's"
+        assert os.stat(workspace / "file.txt").st_mode & 0o777 == 0o644
+        handle, results = otter.execute.tempfile.mkstemp(suffix=".pkl")  # otter's results file: the kernel writes it
+        os.close(handle)
+        assert os.stat(results).st_uid == uid
+        os.remove(results)
+        shutil.rmtree(home)
+    finally:
+        shutil.rmtree(closed), shutil.rmtree(workspace)

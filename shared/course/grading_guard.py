@@ -16,8 +16,12 @@ later, return an object whose == always says yes. The grader's answer:
   call from the tests into student code has a time limit, and what the notebook's functions and modules
   return to a test becomes plain data (`plain_value`).
 
-This is defence inside one process: code written against this module (reaching the guard's own objects
-through the garbage collector, ctypes, or code compiled with other globals) can still get around it.
+When grading runs as root, the guard then gives up root for an unprivileged user (`run_as`), so student code
+cannot write the grader's files or reach the grader process; course.otter_plugin prepares that.
+
+Inside the kernel this is still defence within one process: code written against this module (reaching the
+guard's own objects through the garbage collector, ctypes, or code compiled with other globals) can still get
+around it.
 """
 from __future__ import annotations
 
@@ -261,7 +265,12 @@ class KernelGuard:
     """The grading kernel's trusted state, taken before student code runs, and the repairs that restore it."""
 
     def __init__(self, grader_pid: int | None = None, cell_limit_s: float = 120, notebook_limit_s: float = 420,
-                 call_limit_s: float = 60, tests_limit_s: float = 180):
+                 call_limit_s: float = 60, tests_limit_s: float = 180, tests_dir: str = "tests",
+                 trusted_tests_dir: str = "../source/tests", run_as: tuple[int, int, str] | None = None):
+        """`trusted_tests_dir` holds the autograder's copy of the tests, read now and kept in memory (each repair
+        rewrites `tests_dir` from it). `run_as` (uid, gid, home): when given, the kernel gives up root for that
+        user once the trusted state is taken, so student code cannot write the grader's files or reach the
+        grader process (see course.otter_plugin)."""
         import atexit
         import gc
         import os
@@ -303,7 +312,12 @@ class KernelGuard:
         self._module_hooks = torch.nn.modules.module
         self._stdout = sys.stdout
         self._namespace = None
-        self._tests, self._tests_dir = None, None
+        self._tests, self._tests_dir = None, tests_dir
+        if os.path.isdir(trusted_tests_dir):  # read before any student cell: the notebook may rewrite that copy too
+            self._tests = {}
+            for name in sorted(os.listdir(trusted_tests_dir)):
+                with open(os.path.join(trusted_tests_dir, name), "rb") as test_file:
+                    self._tests[name] = test_file.read()
         self._timed_call, self._strikes, self._call_started, self._call_limit = None, 0, 0.0, ""
         self._forward_hook_id = None  # the guard's own global forward hook, once the tests start
         # the repairs use these, as they are now, whatever student code replaces later
@@ -313,6 +327,8 @@ class KernelGuard:
                          registry=weakref.finalize._registry, modules=sys.modules, print=print, open=open, os=os,
                          rmtree=shutil.rmtree, monotonic=time.monotonic)
         sys.addaudithook(_refuse_new_audit_hooks)
+        if run_as is not None:
+            _become_user(*run_as)
 
     # ---- the student's cells ----
     def start_cell(self, number: int | None = None, label: str = "") -> None:
@@ -483,26 +499,17 @@ class KernelGuard:
                 registry.pop(key, None)  # hooks the notebook registered could rewrite what a test sees
 
     # ---- the tests ----
-    def before_tests(self, namespace: dict, tests_dir: str = "tests", trusted_tests_dir: str = "../source/tests") -> None:
+    def before_tests(self, namespace: dict) -> None:
         """Called after the last student cell: repair, then guard every call from the tests into student code.
 
-        The tests come from `trusted_tests_dir` (the autograder's copy) and are kept in memory: each repair
-        rewrites `tests_dir` from it. otter's record of questions checked while the notebook ran is cleared,
-        so every question is scored by one final run of its tests, in the repaired state.
+        otter's record of questions checked while the notebook ran is cleared, so every question is scored by one
+        final run of its tests, in the repaired state.
         """
-        import os
-
         import torch
         from otter.execute import Checker
 
         self.start_cell(None)
         self._namespace = namespace
-        if os.path.isdir(trusted_tests_dir):
-            self._tests_dir = tests_dir
-            self._tests = {}
-            for name in sorted(os.listdir(trusted_tests_dir)):
-                with open(os.path.join(trusted_tests_dir, name), "rb") as test_file:
-                    self._tests[name] = test_file.read()
         problems = self.repair()
         self._set_trusted(Checker, "_test_files", [])
         self._set_trusted(Checker, "_track_results", True)
@@ -607,6 +614,22 @@ class KernelGuard:
 
 
 _GUARD_GLOBALS = globals()
+
+
+def _become_user(uid: int, gid: int, home: str) -> None:
+    """Give up root for good (real, effective and saved ids): from here on the process has that user's rights."""
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    try:
+        os.setuid(0)
+    except PermissionError:
+        pass
+    else:
+        raise RuntimeError("the grading kernel could not give up root")
+    # a process that changed its ids loses ownership of its /proc entries (its own fds, ...); give it back
+    ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
+    os.environ["HOME"] = home  # caches (matplotlib, ...) go there, not to root's home
 
 
 def _refuse_new_audit_hooks(event, args):

@@ -8,6 +8,9 @@ Enabled in every autograder zip by autograder/build.py (otter_config.json -> plu
 - the kernel gets a memory cap, so a cell that allocates without bound fails with MemoryError
   instead of killing the kernel;
 - training is switched off (COURSE_GRADING=1), whatever tags the student removed;
+- when grading runs as root (as on Gradescope), the kernel runs the notebook as an unprivileged user
+  (`nobody`): it cannot write the autograder's files (tests, grading data, the course library, the
+  installed packages the grader imports later) nor reach the grader process (its memory, signals);
 - the grader process adopts orphaned processes (so the kernel guard can find and stop what the notebook
   detaches), reads the kernel's results with an unpickler limited to otter's classes, and its log server
   accepts plain data only, so nothing the notebook writes or sends makes the grader process run code;
@@ -25,9 +28,20 @@ import os
 import pickle
 import re
 import secrets
+import shutil
+import stat
+import sys
+import tempfile
+import types
+from pathlib import Path
 
 import nbformat
+import otter.execute
+import otter.execute.logging
 from otter.plugins import AbstractOtterPlugin
+
+# imported now, before any student code runs: what the grader process imports later could have been rewritten
+from course.grading_guard import GUARD_MARK, stop_new_processes
 
 GUARD_SOURCE = '''\
 import os as _os, resource as _resource
@@ -60,7 +74,7 @@ except ImportError:
 
 from course.grading_guard import KernelGuard as _KernelGuard
 {state} = _KernelGuard(grader_pid={grader_pid}, cell_limit_s={cell_timeout_s:g}, notebook_limit_s={notebook_timeout_s:g},
-                        call_limit_s={call_timeout_s:g}, tests_limit_s={tests_timeout_s:g})
+                        call_limit_s={call_timeout_s:g}, tests_limit_s={tests_timeout_s:g}, run_as={run_as!r})
 del _KernelGuard
 '''
 
@@ -72,8 +86,16 @@ del _KernelGuard
 TIME_LIMITS = {"cell_timeout_s": 120, "notebook_timeout_s": 420, "call_timeout_s": 60, "tests_timeout_s": 180}
 
 
+# the user that runs the notebook when grading runs as root; COURSE_KERNEL_USER overrides it ("" keeps root)
+KERNEL_USER = "nobody"
+# set to 1 to let the grader make the interpreter's directories traversable (o+x) for that user when they are not;
+# always allowed in Gradescope's disposable container (/autograder), never elsewhere unless asked
+GRANT_ACCESS_ENV = "COURSE_GRANT_KERNEL_ACCESS"
+
+
 class CourseGradingPlugin(AbstractOtterPlugin):
-    """Config keys: assignment (name), the TIME_LIMITS, memory_mb (kernel data budget), threads (torch threads)."""
+    """Config keys: assignment (name), the TIME_LIMITS, memory_mb (kernel data budget), threads (torch threads),
+    kernel_user (see KERNEL_USER)."""
 
     TRUSTED = ("course", "grading_data")  # support folders the autograder ships in source/files
 
@@ -105,13 +127,15 @@ class CourseGradingPlugin(AbstractOtterPlugin):
         _become_subreaper()
         _load_results_safely()
         _receive_plain_logs()
+        user = os.environ.get("COURSE_KERNEL_USER", self.plugin_config.get("kernel_user", KERNEL_USER))
+        self._run_as = _prepare_unprivileged_kernel(user) if user else None
         limits = {key: float(os.environ.get(f"COURSE_{key.upper()}", self.plugin_config.get(key, default)))
                   for key, default in TIME_LIMITS.items()}
         # a new name each time, so a notebook cannot be written to replace the guard by its name
         state = f"{STATE_PREFIX}{secrets.token_hex(8)}__"
         cells = [nbformat.v4.new_code_cell(GUARD_SOURCE.format(
             state=state, grader_pid=os.getpid(), extra_mb=int(self.plugin_config.get("memory_mb", 2048)),
-            threads=int(self.plugin_config.get("threads", 1)), **limits))]
+            threads=int(self.plugin_config.get("threads", 1)), run_as=self._run_as, **limits))]
         for number, cell in enumerate(submission.cells, 1):
             if cell.cell_type == "code":
                 first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")[:40]
@@ -125,9 +149,9 @@ class CourseGradingPlugin(AbstractOtterPlugin):
     def after_grading(self, results):
         """Hide hidden tests' code in their failure messages; report cells that raised while grading; fail every
         test if the guard could not vouch for the state the tests ran in; end processes the notebook left."""
-        from course.grading_guard import GUARD_MARK, stop_new_processes
-
         stop_new_processes(os.getpid(), known=set())  # the kernel has ended: anything below the grader is the notebook's
+        if getattr(self, "_run_as", None):
+            shutil.rmtree(self._run_as[2], ignore_errors=True)  # the kernel's home
         for test_file in getattr(results, "results", {}).values():
             for result in getattr(test_file, "test_case_results", []):
                 if result.test_case.hidden and not result.passed:
@@ -153,7 +177,8 @@ class CourseGradingPlugin(AbstractOtterPlugin):
                 continue
             for output in cell.get("outputs", []):
                 if output.get("output_type") == "error":
-                    problems.append(f"- cell {where.group(1)}: {output.get('ename')}: {str(output.get('evalue'))[:300]}")
+                    hint = PERMISSION_HINT if output.get("ename") == "PermissionError" else ""
+                    problems.append(f"- cell {where.group(1)}: {output.get('ename')}: {str(output.get('evalue'))[:300]}{hint}")
         if problems:
             results.set_output("Cells that raised an error while your notebook was graded:\n" + "\n".join(problems[:20]))
 
@@ -173,6 +198,7 @@ class CourseGradingPlugin(AbstractOtterPlugin):
                 result.message = "❌ Not graded: " + reason
 
 
+PERMISSION_HINT = " (while it is graded, a notebook may create files but not change the submitted ones or the grader's)"
 STATE_PREFIX = "__course_guard_"
 CELL_START = re.compile(rf"{STATE_PREFIX}[0-9a-f]+__\.start_cell\((\d+, .*)\)")
 FINAL_CELL = re.compile(rf"{STATE_PREFIX}[0-9a-f]+__\.before_tests\(globals\(\)\)")
@@ -225,3 +251,113 @@ def _receive_plain_logs():
     import otter.execute.logging
 
     otter.execute.logging.LogRecordStreamHandler.unpickle = lambda self, data: _PlainDataUnpickler(io.BytesIO(data)).load()
+
+
+def _grader_note(message: str) -> None:
+    """A line for whoever runs the grader (the grading log), not for the student."""
+    print(f"[course grader] {message}", file=sys.stderr, flush=True)
+
+
+def _prepare_unprivileged_kernel(user: str) -> tuple[int, int, str] | None:
+    """Get ready for the kernel to run the notebook as `user`; returns (uid, gid, home) for the kernel guard, or None
+    when the kernel has to keep this process's identity (the reason goes to the grading log).
+
+    Only root can switch users, and Gradescope grades as root. Then the working folder (the submission) becomes
+    writable by anyone but sticky, so the notebook can create files but not replace the grader's (tests/,
+    course/, grading_data/, the submitted files), which stay read-only to it; the results file otter will create
+    is handed to the user; and the user gets a home of its own. The directories the kernel must read (the
+    interpreter's, the packages', this folder) are checked as that user first.
+    """
+    import pwd
+
+    if os.geteuid() != 0:
+        _grader_note("grading does not run as root: the notebook runs as the grader's own user")
+        return None
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        _grader_note(f"no user '{user}' on this machine: the notebook runs as root")
+        return None
+    uid, gid = entry.pw_uid, entry.pw_gid
+    needed = _kernel_reads()
+    blocked = _unreadable_as(uid, gid, needed)
+    if blocked:
+        closed = sorted({parent for path in blocked for parent in _ancestors(path)
+                         if not os.stat(parent).st_mode & stat.S_IXOTH})
+        if closed and (os.getcwd() == "/autograder/submission" or os.environ.get(GRANT_ACCESS_ENV) == "1"):
+            for folder in closed:  # traverse only: the folders' listings stay private
+                os.chmod(folder, os.stat(folder).st_mode | stat.S_IXOTH)
+            _grader_note(f"made {', '.join(closed)} traversable for '{user}', who runs the notebook")
+            blocked = _unreadable_as(uid, gid, needed)
+        if blocked:
+            _grader_note(f"'{user}' cannot read {blocked[0]} (set {GRANT_ACCESS_ENV}=1 to let the grader open the "
+                         "folders on its way): the notebook runs as root")
+            return None
+    _open_workspace()
+    home = tempfile.mkdtemp(prefix="course-kernel-home-")
+    os.chown(home, uid, gid)
+    real_mkstemp = tempfile.mkstemp
+
+    def results_file(*args, **kwargs):  # otter's results file, which the kernel's last cell writes
+        handle, path = real_mkstemp(*args, **kwargs)
+        os.fchown(handle, uid, gid)
+        return handle, path
+    otter.execute.tempfile = types.SimpleNamespace(mkstemp=results_file)
+    _grader_note(f"the notebook runs as '{user}' (uid {uid}), without root")
+    return uid, gid, home
+
+
+def _kernel_reads() -> list[str]:
+    """Paths the kernel reads after it has given up root: the standard library, the packages the tests import,
+    and the working folder."""
+    import importlib.util
+
+    paths = [os.path.dirname(os.__file__), os.getcwd()]
+    for package in ("torch", "numpy", "otter", "matplotlib", "safetensors"):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.origin:
+            paths.append(spec.origin)
+    return paths
+
+
+def _ancestors(path: str) -> list[str]:
+    """`path`'s folders from / down, `path` included when it is a folder."""
+    parts = Path(path).resolve().parts
+    return [str(Path(*parts[:i])) for i in range(1, len(parts) + 1) if Path(*parts[:i]).is_dir()]
+
+
+def _unreadable_as(uid: int, gid: int, paths: list[str]) -> list[str]:
+    """Those of `paths` that user `uid` cannot read (tried in a child process that takes that identity)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: become the user, try each path, report the failures, end
+        blocked = []
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            for path in paths:
+                try:
+                    os.listdir(path) if os.path.isdir(path) else open(path, "rb").close()
+                except OSError:
+                    blocked.append(path)
+            os.write(write_end, "\n".join(blocked).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as report:
+        blocked = report.read().decode().split("\n")
+    os.waitpid(pid, 0)
+    return [path for path in blocked if path]
+
+
+def _open_workspace() -> None:
+    """The working folder: anyone may create files (sticky, like /tmp), nobody but root may replace or change the
+    files already there (the submission, tests/, course/, grading_data/), which everyone may read."""
+    for folder, subfolders, files in os.walk("."):
+        for name in subfolders + files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):  # a link's target is not the submission's to open
+                os.chmod(path, 0o755 if os.path.isdir(path) else (os.stat(path).st_mode & 0o755) | 0o444)
+    os.chmod(".", 0o1777)
