@@ -530,3 +530,41 @@ def test_the_notebook_cannot_reach_the_grader_process(reference_zip, tmp_path):
     assert scores["q6_trained_model"] == 4, "the submitted weights must be graded as submitted"
     assert "PermissionError" in results["output"] and "may create files but not change the submitted ones" in results["output"]
     assert "runs as 'nobody'" in (tmp_path / "out" / "grading.log").read_text()
+
+
+FORGED_RESULTS = '''
+# written against the grader's source: switch the guard off, then make every test the kernel runs pass at 100 points
+for name, value in list(globals().items()):
+    if name.startswith("__course_guard_"):
+        value.before_tests = lambda *args, **kwargs: None
+from dataclasses import replace
+from otter.test_files.abstract_test import TestCaseResult
+from otter.test_files.exception_test import ExceptionTestFile
+
+def everything_passes(self, global_environment):
+    self.test_case_results = [TestCaseResult(test_case=replace(case, points=100), message="passed", passed=True)
+                              for case in self.test_cases]
+ExceptionTestFile.run = everything_passes
+from otter.execute import Checker
+Checker._test_files.clear()  # forget the genuine results of the checks the notebook ran, so every test runs again
+'''
+
+
+def test_a_notebook_that_switches_the_guard_off_cannot_pass_the_exported_weights_tests(reference_zip, tmp_path):
+    """The known in-process limit, contained: what the kernel reports is only pass/fail of the tests that need the
+    notebook. Points and visibility come from the grader's copy of the tests, and the tests of the submitted
+    weights (no parameters) run in the grader process, where the notebook's code never runs."""
+    from safetensors.torch import load_file, save_file
+
+    with zipfile.ZipFile(reference_zip) as zf:
+        (tmp_path / "reference.safetensors").write_bytes(zf.read("a1_weights.safetensors"))
+    constant = {name: tensor.zero_() for name, tensor in load_file(tmp_path / "reference.safetensors").items()}
+    constant["mlp.6.bias"].fill_(1.0)  # "positive" for every review: 50% accuracy
+    notebook = _notebook(reference_zip, tmp_path, lambda nb: nb.cells.append(nbformat.v4.new_code_cell(FORGED_RESULTS)))
+    save_file(constant, tmp_path / "a1_weights.safetensors")
+    results = grade(notebook, A1, tmp_path / "out", quiet=True)
+    scores = _scores(results)
+    assert scores["q6_trained_model"] == 1, scores  # the file loads (1 point); its accuracy is 50%, below 86%
+    assert {t["name"]: t["max_score"] for t in results["tests"] if "score" in t} == {
+        "q1_vocabulary": 3, "q2_multi_hot": 2, "q3_idf": 3, "q4_tfidf_l2": 2, "q5_model": 3, "q6_trained_model": 4,
+        "q7_word_order": 1}, "points must come from the autograder's tests, not from the kernel"

@@ -17,8 +17,12 @@ Enabled in every autograder zip by autograder/build.py (otter_config.json -> plu
 - course.grading_guard.KernelGuard protects the tests inside the kernel (see that module): it is created
   before the first student cell under a name that is new for every grading, and `before_tests` runs after
   the last one;
-- after grading: hidden tests' failure messages keep only the exception, cells that raised are listed,
-  and every test fails (with the reason) if the guard could not vouch for the state the tests ran in.
+- after grading, the results are rebuilt from the tests as the autograder ships them (read before the kernel
+  starts): the kernel reports only whether each test that needs the notebook passed; points, visibility and the
+  tests that need only the submitted files (no parameters: the exported-weights tests) are the grader's own,
+  run in this process;
+- hidden tests' failure messages keep only the exception, cells that raised are listed, and every test fails
+  (with the reason) if the guard could not vouch for the state the tests ran in.
 Limits: see course.grading_guard and the README.
 """
 from __future__ import annotations
@@ -39,6 +43,8 @@ import nbformat
 import otter.execute
 import otter.execute.logging
 from otter.plugins import AbstractOtterPlugin
+from otter.test_files import ExceptionTestFile
+from otter.test_files.abstract_test import TestCaseResult
 
 # imported now, before any student code runs: what the grader process imports later could have been rewritten
 from course.grading_guard import GUARD_MARK, stop_new_processes
@@ -116,6 +122,15 @@ class CourseGradingPlugin(AbstractOtterPlugin):
                 if Path(name).exists():  # a file, not a folder
                     Path(name).unlink()
                 shutil.copytree(trusted, name)
+        self._run_as = None  # (uid, gid, home) of the kernel's user, once before_execution has prepared one
+        # one compute thread here too, for the tests this process runs (see _rebuild_results); the kernel inherits it
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[name] = str(int(self.plugin_config.get("threads", 1)))
+        # the tests as the autograder ships them, read before any student code runs (see _rebuild_results)
+        self._trusted_tests = {}
+        for path in sorted((Path("..") / "source" / "tests").glob("*.py")):
+            test_file = ExceptionTestFile.from_file(str(path))
+            self._trusted_tests[test_file.name] = test_file
 
     def before_execution(self, submission):
         if not isinstance(submission, nbformat.NotebookNode):
@@ -150,8 +165,10 @@ class CourseGradingPlugin(AbstractOtterPlugin):
         """Hide hidden tests' code in their failure messages; report cells that raised while grading; fail every
         test if the guard could not vouch for the state the tests ran in; end processes the notebook left."""
         stop_new_processes(os.getpid(), known=set())  # the kernel has ended: anything below the grader is the notebook's
-        if getattr(self, "_run_as", None):
+        if self._run_as is not None:
             shutil.rmtree(self._run_as[2], ignore_errors=True)  # the kernel's home
+        if getattr(results, "_catastrophic_error", None) is None and self._trusted_tests:
+            self._rebuild_results(results)
         for test_file in getattr(results, "results", {}).values():
             for result in getattr(test_file, "test_case_results", []):
                 if result.test_case.hidden and not result.passed:
@@ -181,6 +198,36 @@ class CourseGradingPlugin(AbstractOtterPlugin):
                     problems.append(f"- cell {where.group(1)}: {output.get('ename')}: {str(output.get('evalue'))[:300]}{hint}")
         if problems:
             results.set_output("Cells that raised an error while your notebook was graded:\n" + "\n".join(problems[:20]))
+
+    def _rebuild_results(self, results) -> None:
+        """Results built from the grader's own copy of the tests: the kernel, where student code runs, only reports
+        whether each test that needs the notebook passed, with its message.
+
+        The questions, their test cases, points and visibility come from the tests read before the kernel started.
+        A test that takes no parameters needs nothing from the notebook (otter passes notebook variables by
+        parameter name): it checks the submitted files, such as exported weights, and runs here, in the grader
+        process, on the submission as submitted. Code in the kernel cannot change its verdict, even code written
+        against the kernel guard (see the README's known limits).
+        """
+        if self._run_as is not None:
+            _remove_files_of(self._run_as[0])  # what the notebook created while it ran; the submitted files are root's
+        reported = {name: {r.test_case.name: r for r in getattr(test_file, "test_case_results", [])}
+                    for name, test_file in getattr(results, "results", {}).items()}
+        rebuilt = {}
+        for name, trusted in self._trusted_tests.items():
+            cases = []
+            for case in trusted.test_cases:
+                if not case.body._get_func_params():
+                    passed, message = _run_in_grader(trusted, case)
+                elif case.name in reported.get(name, {}):
+                    result = reported[name][case.name]
+                    passed, message = result.passed is True, str(result.message)
+                else:
+                    passed, message = False, "❌ Not graded: the notebook's kernel reported no result for this test"
+                cases.append(TestCaseResult(test_case=case, message=message, passed=passed))
+            trusted.test_case_results = cases
+            rebuilt[name] = trusted
+        results.results = rebuilt
 
     @classmethod
     def _zero_if_unguarded(cls, results, final_cell):
@@ -251,6 +298,28 @@ def _receive_plain_logs():
     import otter.execute.logging
 
     otter.execute.logging.LogRecordStreamHandler.unpickle = lambda self, data: _PlainDataUnpickler(io.BytesIO(data)).load()
+
+
+def _run_in_grader(test_file, case) -> tuple[bool, str]:
+    """Run a test case that takes no parameters here, in the grader process; (passed, message) as otter words them."""
+    try:
+        case.body.call_func({})
+    except Exception as error:  # noqa: BLE001 - a failed test, reported like otter reports it
+        return False, "❌ Test case failed\n" + test_file._generate_error_message(error)
+    return True, "✅ Test case passed"
+
+
+def _remove_files_of(uid: int) -> None:
+    """Remove from the working folder what user `uid` (the kernel's) created, so that the grader's own tests see
+    the submission as it was submitted."""
+    for folder, subfolders, files in os.walk(".", topdown=False):  # contents first; links are not followed
+        for name in files + subfolders:
+            path = os.path.join(folder, name)
+            try:
+                if os.lstat(path).st_uid == uid:
+                    shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+            except OSError:
+                pass
 
 
 def _grader_note(message: str) -> None:
