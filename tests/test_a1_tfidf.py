@@ -198,5 +198,5 @@ def build_vocabulary(token_lists, size):
 }
 
 
-test_reference_passes_every_question, test_mistake_is_caught, test_correct_alternative_passes = \
-    standard_tests(A, MISTAKES, ALTERNATIVES)
+(test_reference_passes_every_question, test_mistake_is_caught, test_correct_alternative_passes,
+ test_graded_in_another_process_alike) = standard_tests(A, MISTAKES, ALTERNATIVES)

@@ -346,5 +346,5 @@ def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, greedy=
 }
 
 
-test_reference_passes_every_question, test_mistake_is_caught, test_correct_alternative_passes = \
-    standard_tests(A, MISTAKES, ALTERNATIVES)
+(test_reference_passes_every_question, test_mistake_is_caught, test_correct_alternative_passes,
+ test_graded_in_another_process_alike) = standard_tests(A, MISTAKES, ALTERNATIVES)

@@ -266,10 +266,11 @@ def test_a_background_thread_cannot_undo_the_repairs(reference_zip, tmp_path):
     assert sum(scores.values()) <= FULL - 2 and max(t["max_score"] for t in results["tests"] if "score" in t) <= 4
 
 
-def test_a_thread_that_refuses_to_stop_fails_the_submission_with_a_reason(reference_zip, tmp_path):
+def test_a_thread_that_never_stops_does_not_stop_the_grading(reference_zip, tmp_path):
+    """The tests run in the grader process, against a copy of the kernel forked after the last cell, which has no
+    thread but the one that serves: a thread that ignores every request to stop changes nothing."""
     results = _grade_appended(reference_zip, tmp_path, STUBBORN_THREAD)
-    assert sum(_scores(results).values()) == 0
-    assert all("BackgroundThreadsRunning" in t["output"] for t in results["tests"] if "score" in t), results["tests"]
+    assert sum(_scores(results).values()) == FULL, results["tests"]
 
 
 PATCHING_WHEN_CALLED = '''
@@ -288,8 +289,8 @@ def tfidf_l2(multi_hot_rows, idf):  # wrong: forgets the idf, and makes every co
 
 
 @pytest.mark.usefixtures("kernel_as_root")
-def test_patches_made_while_the_tests_call_student_code_are_undone(reference_zip, tmp_path):
-    """The grader repairs what the tests trust every time a call into student code returns to them."""
+def test_patches_made_while_the_tests_call_student_code_change_nothing(reference_zip, tmp_path):
+    """What student code patches, when a test calls it, is the notebook's own process: the tests run elsewhere."""
     scores = _scores(_grade_appended(reference_zip, tmp_path, PATCHING_WHEN_CALLED))
     assert scores["q4_tfidf_l2"] == 0, scores
     assert sum(scores.values()) <= FULL - 2, scores
@@ -320,7 +321,8 @@ subprocess.Popen([sys.executable, "-c", REWRITE_TESTS]).wait()
 @pytest.mark.usefixtures("kernel_as_root")
 def test_a_detached_process_is_stopped_before_the_tests_and_gone_after_grading(reference_zip, tmp_path):
     """A double-forked process that rewrites the test files in a loop: killed before the tests run (the grader
-    is a child subreaper, so it stays below it), and nothing is left running once grading ends."""
+    is a child subreaper, so it stays below it), and nothing is left running once grading ends; the grader's tests
+    are the copy it read before the kernel started anyway."""
     import os
     from pathlib import Path
 
@@ -416,18 +418,102 @@ def test_cells_that_together_run_too_long_are_stopped_and_named(reference_zip, t
 
 GUARD_AWARE = '''
 for name, value in list(globals().items()):
-    if name.startswith("__course_guard_"):  # written against course.grading_guard's source
-        value.before_tests = lambda *args, **kwargs: None
+    if name.startswith("__course_guard_"):  # written against course.grading_guard's source: no serving copy
+        value.serve_tests = lambda *args, **kwargs: None
 import torch
 torch.allclose = lambda *args, **kwargs: True
 ''' + WRONG_TFIDF
 
 
-@pytest.mark.xfail(strict=True, reason="known limit (README): the guard shares the student's process, so code written "
-                                       "against its source can switch it off; needs the tests in a separate process")
 def test_a_notebook_written_against_the_guard_cannot_switch_it_off(reference_zip, tmp_path):
-    scores = _scores(_grade_appended(reference_zip, tmp_path, GUARD_AWARE))
-    assert scores["q4_tfidf_l2"] == 0, scores
+    """Switching the kernel's side off leaves the tests without the notebook's code: they fail, with the reason;
+    the exported weights are still graded. (This was the known limit while the tests ran inside the kernel.)"""
+    results = _grade_appended(reference_zip, tmp_path, GUARD_AWARE)
+    scores = _scores(results)
+    assert scores["q4_tfidf_l2"] == 0 and scores["q1_vocabulary"] == 0, scores
+    assert scores["q6_trained_model"] == 4, scores
+    assert "never connected to the grader" in json.dumps(results["tests"])
+
+
+FORGED_SERVER = '''
+# written against course.remote's source: answer the grader's requests with a server of its own (forked, as the
+# real one is), which says yes to everything, and sends a pickle that would run a command
+import json, os, pickle, socket, struct, time
+
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch %s",))
+
+def forged_server(namespace, address, token):
+    if os.fork():
+        time.sleep(1)  # let the copy leave the kernel's process group and connect
+        return
+    os.setsid()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(address)
+
+    def send(message, buffers=()):
+        header = json.dumps({"m": message, "b": [len(b) for b in buffers]}).encode()
+        sock.sendall(struct.pack("!QI", 4 + len(header) + sum(map(len, buffers)), len(header)) + header + b"".join(buffers))
+
+    send({"op": "hello", "token": token, "pid": os.getpid()})
+    replies = 0
+    while True:
+        head = sock.recv(12, socket.MSG_WAITALL)
+        if len(head) < 12:
+            break
+        total, _ = struct.unpack("!QI", head)
+        sock.recv(total - 4, socket.MSG_WAITALL)
+        replies += 1
+        if replies < %d:
+            send({"op": "return", "value": True, "sync": []})  # "passed", whatever was asked
+        else:
+            send({"op": "return", "value": {"$": "pickle", "b": 0}, "sync": []}, [pickle.dumps(RunsCode())])
+    os._exit(0)
+
+for name, value in list(globals().items()):
+    if name.startswith("__course_guard_"):
+        value.serve_tests = forged_server
+''' + WRONG_TFIDF
+
+
+@pytest.mark.parametrize("replies_before_the_pickle", [3, 10_000], ids=["pickle", "yes to everything"])
+def test_a_forged_server_gains_nothing_and_runs_no_code_in_the_grader(reference_zip, tmp_path, replies_before_the_pickle):
+    """The notebook answers the tests itself. Answers are data the grader checks against its own expectations (a
+    `True` where a tensor is due fails the test), and what is not plain data (a pickle) is refused: the notebook's
+    process is stopped, the tests that need it fail with the reason, and nothing runs in the grader."""
+    marker = tmp_path / "grader-ran-student-code"
+    results = _grade_appended(reference_zip, tmp_path, FORGED_SERVER % (marker, replies_before_the_pickle))
+    scores = _scores(results)
+    assert not marker.exists(), "the grader process ran code sent by the notebook"
+    assert scores["q4_tfidf_l2"] == 0 and scores["q2_multi_hot"] == 0 and scores["q3_idf"] == 0, scores
+    assert scores["q6_trained_model"] == 4, "the exported weights are graded as submitted"
+    if replies_before_the_pickle == 3:
+        assert "does not accept" in json.dumps(results["tests"]), results["tests"]
+
+
+HIDDEN_TESTS_READ = '''
+import glob
+readable = []
+for path in glob.glob("tests/*.py") + glob.glob("../source/tests/*.py"):
+    try:
+        readable.append(open(path).read())
+    except OSError:
+        pass
+if readable or glob.glob("tests/*.py"):  # the tests' names or code are out of the notebook's reach
+''' + WRONG_TFIDF.replace("\n", "\n    ").replace("def tfidf_l2", "    def tfidf_l2", 1)
+
+
+def test_the_notebook_cannot_read_the_tests(reference_zip, tmp_path):
+    """When grading runs as root, the tests (in the submission folder and in the autograder's source) are closed to
+    the notebook's user: the hidden tests' code and expected values cannot be read. This notebook breaks tfidf_l2
+    only if it could list or read them."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("the kernel drops privileges only when grading runs as root")
+    scores = _scores(_grade_appended(reference_zip, tmp_path, HIDDEN_TESTS_READ))
+    assert scores["q4_tfidf_l2"] == 2, scores
 
 
 SOURCE_TESTS_REWRITE = '''
@@ -444,7 +530,7 @@ for path in glob.glob("../source/tests/*.py") + glob.glob("tests/*.py"):  # the 
 
 
 def test_rewriting_the_autograders_own_tests_gains_nothing(reference_zip, tmp_path):
-    """The guard restores tests/ from ../source/tests: that copy must be out of the notebook's reach too."""
+    """The grader reads its tests from ../source/tests before the kernel starts; rewriting either copy gains nothing."""
     scores = _scores(_grade_appended(reference_zip, tmp_path, SOURCE_TESTS_REWRITE))
     assert scores["q4_tfidf_l2"] == 0, scores
 
@@ -533,10 +619,11 @@ def test_the_notebook_cannot_reach_the_grader_process(reference_zip, tmp_path):
 
 
 FORGED_RESULTS = '''
-# written against the grader's source: switch the guard off, then make every test the kernel runs pass at 100 points
+# written against the grader's source: switch the kernel's side off, then make every test the kernel runs pass at
+# 100 points
 for name, value in list(globals().items()):
     if name.startswith("__course_guard_"):
-        value.before_tests = lambda *args, **kwargs: None
+        value.serve_tests = lambda *args, **kwargs: None
 from dataclasses import replace
 from otter.test_files.abstract_test import TestCaseResult
 from otter.test_files.exception_test import ExceptionTestFile
@@ -550,10 +637,9 @@ Checker._test_files.clear()  # forget the genuine results of the checks the note
 '''
 
 
-def test_a_notebook_that_switches_the_guard_off_cannot_pass_the_exported_weights_tests(reference_zip, tmp_path):
-    """The known in-process limit, contained: what the kernel reports is only pass/fail of the tests that need the
-    notebook. Points and visibility come from the grader's copy of the tests, and the tests of the submitted
-    weights (no parameters) run in the grader process, where the notebook's code never runs."""
+def test_results_the_kernel_forges_are_not_used(reference_zip, tmp_path):
+    """Nothing the kernel reports is used: questions, points and visibility come from the grader's copy of the
+    tests, and every test runs in the grader process (the weights' tests on the submitted file)."""
     from safetensors.torch import load_file, save_file
 
     with zipfile.ZipFile(reference_zip) as zf:

@@ -1,29 +1,27 @@
-"""An otter plugin that guards each graded notebook before its kernel starts.
+"""An otter plugin that grades a notebook the way this course trusts: the tests run in the grader process, the
+notebook's code in its own unprivileged kernel.
 
 Enabled in every autograder zip by autograder/build.py (otter_config.json -> plugins):
 - the notebook must belong to this assignment (otter's `assignment_name` metadata), else grading
   stops with a message saying which assignment it is for;
-- every code cell gets a time limit: a cell that runs too long is interrupted with an error that
-  names the cell, and the remaining cells and questions are still graded;
+- every code cell gets a time limit, and all cells together another: a cell that runs too long is interrupted
+  with an error that names the cell, and the remaining cells and questions are still graded;
 - the kernel gets a memory cap, so a cell that allocates without bound fails with MemoryError
   instead of killing the kernel;
 - training is switched off (COURSE_GRADING=1), whatever tags the student removed;
 - when grading runs as root (as on Gradescope), the kernel runs the notebook as an unprivileged user
-  (`nobody`): it cannot write the autograder's files (tests, grading data, the course library, the
-  installed packages the grader imports later) nor reach the grader process (its memory, signals);
-- the grader process adopts orphaned processes (so the kernel guard can find and stop what the notebook
-  detaches), reads the kernel's results with an unpickler limited to otter's classes, and its log server
-  accepts plain data only, so nothing the notebook writes or sends makes the grader process run code;
-- course.grading_guard.KernelGuard protects the tests inside the kernel (see that module): it is created
-  before the first student cell under a name that is new for every grading, and `before_tests` runs after
-  the last one;
-- after grading, the results are rebuilt from the tests as the autograder ships them (read before the kernel
-  starts): the kernel reports only whether each test that needs the notebook passed; points, visibility and the
-  tests that need only the submitted files (no parameters: the exported-weights tests) are the grader's own,
-  run in this process;
-- hidden tests' failure messages keep only the exception, cells that raised are listed, and every test fails
-  (with the reason) if the guard could not vouch for the state the tests ran in.
-Limits: see course.grading_guard and the README.
+  (`nobody`): it cannot write the autograder's files (the submission, the course library, the grading data, the
+  installed packages), read the tests, or reach the grader process (its memory, signals);
+- the grader process adopts orphaned processes (so that it can stop what the notebook detaches), reads the
+  kernel's results with an unpickler limited to otter's classes, and its log server accepts plain data only, so
+  nothing the notebook writes or sends makes the grader process run code;
+- **the tests run here, in the grader process**, from the copy of the tests read before the kernel started.
+  After the last cell the kernel forks a copy of itself that serves the notebook's objects
+  (course.grading_guard, course.remote); a test gets proxies for them, and everything they return arrives as
+  plain data. Calls into the notebook have a time limit each and one for all of them. Then the notebook's
+  processes are stopped, the files it created removed, and the tests that take no parameters (the
+  exported-weights tests) run on the submission as submitted. The kernel's own results are not used;
+- hidden tests' failure messages keep only the exception, and cells that raised are listed.
 """
 from __future__ import annotations
 
@@ -47,7 +45,8 @@ from otter.test_files import ExceptionTestFile
 from otter.test_files.abstract_test import TestCaseResult
 
 # imported now, before any student code runs: what the grader process imports later could have been rewritten
-from course.grading_guard import GUARD_MARK, stop_new_processes
+from course import remote
+from course.grading_guard import reap_ended_children, stop_new_processes
 
 GUARD_SOURCE = '''\
 import os as _os, resource as _resource
@@ -72,7 +71,7 @@ try:
 except (OSError, ValueError, StopIteration):
     pass
 
-try:  # no progress-bar monitor thread: the guard stops every thread the notebook starts
+try:  # no progress-bar monitor thread: nothing is trained while grading
     import tqdm as _tqdm
     _tqdm.tqdm.monitor_interval = 0
 except ImportError:
@@ -80,7 +79,7 @@ except ImportError:
 
 from course.grading_guard import KernelGuard as _KernelGuard
 {state} = _KernelGuard(grader_pid={grader_pid}, cell_limit_s={cell_timeout_s:g}, notebook_limit_s={notebook_timeout_s:g},
-                        call_limit_s={call_timeout_s:g}, tests_limit_s={tests_timeout_s:g}, run_as={run_as!r})
+                        run_as={run_as!r})
 del _KernelGuard
 '''
 
@@ -123,10 +122,11 @@ class CourseGradingPlugin(AbstractOtterPlugin):
                     Path(name).unlink()
                 shutil.copytree(trusted, name)
         self._run_as = None  # (uid, gid, home) of the kernel's user, once before_execution has prepared one
-        # one compute thread here too, for the tests this process runs (see _rebuild_results); the kernel inherits it
+        self._listener = None  # where the kernel's copy connects to serve the notebook (see before_execution)
+        # one compute thread here too, for the tests this process runs (see _grade); the kernel inherits it
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[name] = str(int(self.plugin_config.get("threads", 1)))
-        # the tests as the autograder ships them, read before any student code runs (see _rebuild_results)
+        # the tests as the autograder ships them, read before any student code runs (see _grade)
         self._trusted_tests = {}
         for path in sorted((Path("..") / "source" / "tests").glob("*.py")):
             test_file = ExceptionTestFile.from_file(str(path))
@@ -144,9 +144,9 @@ class CourseGradingPlugin(AbstractOtterPlugin):
         _receive_plain_logs()
         user = os.environ.get("COURSE_KERNEL_USER", self.plugin_config.get("kernel_user", KERNEL_USER))
         self._run_as = _prepare_unprivileged_kernel(user) if user else None
-        limits = {key: float(os.environ.get(f"COURSE_{key.upper()}", self.plugin_config.get(key, default)))
-                  for key, default in TIME_LIMITS.items()}
-        # a new name each time, so a notebook cannot be written to replace the guard by its name
+        self._limits = limits = {key: float(os.environ.get(f"COURSE_{key.upper()}", self.plugin_config.get(key, default)))
+                                 for key, default in TIME_LIMITS.items()}
+        self._listener = remote.Listener()
         state = f"{STATE_PREFIX}{secrets.token_hex(8)}__"
         cells = [nbformat.v4.new_code_cell(GUARD_SOURCE.format(
             state=state, grader_pid=os.getpid(), extra_mb=int(self.plugin_config.get("memory_mb", 2048)),
@@ -157,18 +157,23 @@ class CourseGradingPlugin(AbstractOtterPlugin):
                 # one line, so the student's line numbers in tracebacks move by one only
                 cell.source = f"{state}.start_cell({number}, {first!r})\n" + cell.source
             cells.append(cell)
-        cells.append(nbformat.v4.new_code_cell(f"{state}.before_tests(globals())"))
+        # the address and the token appear only in this cell, which no student cell can read before it runs
+        cells.append(nbformat.v4.new_code_cell(
+            f"{state}.serve_tests(globals(), {self._listener.address!r}, {self._listener.token!r})"))
         submission.cells = cells
         return submission
 
     def after_grading(self, results):
-        """Hide hidden tests' code in their failure messages; report cells that raised while grading; fail every
-        test if the guard could not vouch for the state the tests ran in; end processes the notebook left."""
+        """Run the tests (see `_grade`); hide hidden tests' code in their failure messages; report cells that raised
+        while grading; end the processes the notebook left."""
+        if self._listener is not None and getattr(results, "_catastrophic_error", None) is None and self._trusted_tests:
+            self._grade(results)
+        if self._listener is not None:
+            self._listener.close()
         stop_new_processes(os.getpid(), known=set())  # the kernel has ended: anything below the grader is the notebook's
+        reap_ended_children()
         if self._run_as is not None:
             shutil.rmtree(self._run_as[2], ignore_errors=True)  # the kernel's home
-        if getattr(results, "_catastrophic_error", None) is None and self._trusted_tests:
-            self._rebuild_results(results)
         for test_file in getattr(results, "results", {}).values():
             for result in getattr(test_file, "test_case_results", []):
                 if result.test_case.hidden and not result.passed:
@@ -182,73 +187,72 @@ class CourseGradingPlugin(AbstractOtterPlugin):
         for cell in notebook.cells:
             if cell.cell_type != "code":
                 continue
-            first_line = cell.source.split("\n", 1)[0]
-            if FINAL_CELL.fullmatch(cell.source.strip()):
-                self._zero_if_unguarded(results, cell)
-            for text in (str(output.get("text", "")) for output in cell.get("outputs", [])):
-                if GUARD_MARK in text:  # the guard found the notebook's code running beside the tests
-                    self._zero_all(results, text.split(GUARD_MARK, 1)[1].strip().splitlines()[0])
-                    break
-            where = CELL_START.match(first_line)
-            if not where:
+            where = CELL_START.match(cell.source.split("\n", 1)[0])
+            name = f"cell {where.group(1)}" if where else "the grader's last cell" if SERVE_CELL.match(cell.source) else None
+            if name is None:
                 continue
             for output in cell.get("outputs", []):
                 if output.get("output_type") == "error":
                     hint = PERMISSION_HINT if output.get("ename") == "PermissionError" else ""
-                    problems.append(f"- cell {where.group(1)}: {output.get('ename')}: {str(output.get('evalue'))[:300]}{hint}")
+                    problems.append(f"- {name}: {output.get('ename')}: {str(output.get('evalue'))[:300]}{hint}")
         if problems:
             results.set_output("Cells that raised an error while your notebook was graded:\n" + "\n".join(problems[:20]))
 
-    def _rebuild_results(self, results) -> None:
-        """Results built from the grader's own copy of the tests: the kernel, where student code runs, only reports
-        whether each test that needs the notebook passed, with its message.
+    def _grade(self, results) -> None:
+        """Run every test here and make the results from the grader's own copy of the tests (their questions, points
+        and visibility); nothing the kernel reported is used.
 
-        The questions, their test cases, points and visibility come from the tests read before the kernel started.
-        A test that takes no parameters needs nothing from the notebook (otter passes notebook variables by
-        parameter name): it checks the submitted files, such as exported weights, and runs here, in the grader
-        process, on the submission as submitted. Code in the kernel cannot change its verdict, even code written
-        against the kernel guard (see the README's known limits).
+        A test that takes parameters gets the notebook's variables of those names (as otter passes them) as proxies
+        served by the kernel's copy (course.remote); the notebook's random generators are seeded before each test.
+        A test with no parameters needs nothing from the notebook: it checks the submitted files (the exported
+        weights), after the notebook's processes are stopped and the files it created removed.
         """
+        import time
+
+        started = time.monotonic()
+        client, unreachable = None, None
+        try:
+            client = self._listener.accept(timeout_s=15, call_limit_s=self._limits["call_timeout_s"],
+                                           total_limit_s=self._limits["tests_timeout_s"])
+        except remote.NotGraded as error:
+            unreachable = f"{error} (see the list of cells that raised, if any)"
+        verdicts = {}
+        for name, trusted in self._trusted_tests.items():
+            for case in trusted.test_cases:
+                if not case.body._get_func_params():
+                    continue
+                if client is None:
+                    verdicts[name, case.name] = False, f"❌ Not graded: {unreachable}"
+                    continue
+                try:
+                    client.reset()
+                except remote.NotGraded as error:
+                    verdicts[name, case.name] = False, f"❌ Not graded: {error}"
+                    continue
+                verdicts[name, case.name] = _run_test(trusted, case, client.namespace())
+        if client is not None:
+            _grader_note(f"ran the notebook's tests in {time.monotonic() - started:.1f} s; calls into the notebook took "
+                         f"{client.used_s:.1f} s")
+            client.stop()
+            reap_ended_children([client.pid], wait_s=5)  # it ends when told to stop; its CPU time counts as grading's
+        stop_new_processes(os.getpid(), known=set())  # anything the notebook left
         if self._run_as is not None:
             _remove_files_of(self._run_as[0])  # what the notebook created while it ran; the submitted files are root's
-        reported = {name: {r.test_case.name: r for r in getattr(test_file, "test_case_results", [])}
-                    for name, test_file in getattr(results, "results", {}).items()}
         rebuilt = {}
         for name, trusted in self._trusted_tests.items():
             cases = []
             for case in trusted.test_cases:
-                if not case.body._get_func_params():
-                    passed, message = _run_in_grader(trusted, case)
-                elif case.name in reported.get(name, {}):
-                    result = reported[name][case.name]
-                    passed, message = result.passed is True, str(result.message)
-                else:
-                    passed, message = False, "❌ Not graded: the notebook's kernel reported no result for this test"
+                passed, message = verdicts.get((name, case.name)) or _run_test(trusted, case, {})
                 cases.append(TestCaseResult(test_case=case, message=message, passed=passed))
             trusted.test_case_results = cases
             rebuilt[name] = trusted
         results.results = rebuilt
 
-    @classmethod
-    def _zero_if_unguarded(cls, results, final_cell):
-        """If the guard's last cell failed (a background thread or process survived, or its repairs raised), the tests
-        ran on a state the grader could not vouch for: every test is failed, with the reason."""
-        errors = [o for o in final_cell.get("outputs", []) if o.get("output_type") == "error"]
-        if errors:
-            cls._zero_all(results, f"{errors[0].get('ename')}: {str(errors[0].get('evalue'))[:300]}")
-
-    @staticmethod
-    def _zero_all(results, reason):
-        for test_file in getattr(results, "results", {}).values():
-            for result in getattr(test_file, "test_case_results", []):
-                result.passed = False
-                result.message = "❌ Not graded: " + reason
-
 
 PERMISSION_HINT = " (while it is graded, a notebook may create files but not change the submitted ones or the grader's)"
 STATE_PREFIX = "__course_guard_"
 CELL_START = re.compile(rf"{STATE_PREFIX}[0-9a-f]+__\.start_cell\((\d+, .*)\)")
-FINAL_CELL = re.compile(rf"{STATE_PREFIX}[0-9a-f]+__\.before_tests\(globals\(\)\)")
+SERVE_CELL = re.compile(rf"{STATE_PREFIX}[0-9a-f]+__\.serve_tests\(")
 
 
 def _become_subreaper():
@@ -300,12 +304,19 @@ def _receive_plain_logs():
     otter.execute.logging.LogRecordStreamHandler.unpickle = lambda self, data: _PlainDataUnpickler(io.BytesIO(data)).load()
 
 
-def _run_in_grader(test_file, case) -> tuple[bool, str]:
-    """Run a test case that takes no parameters here, in the grader process; (passed, message) as otter words them."""
+def _run_test(test_file, case, environment) -> tuple[bool, str]:
+    """Run one test case here, in the grader process, with `environment` (the notebook's variables, or nothing);
+    (passed, message) as otter words them."""
     try:
-        case.body.call_func({})
+        case.body.call_func(environment)
+    except remote.NotGraded as error:
+        return False, f"❌ Not graded: {error}"
     except Exception as error:  # noqa: BLE001 - a failed test, reported like otter reports it
-        return False, "❌ Test case failed\n" + test_file._generate_error_message(error)
+        try:
+            detail = test_file._generate_error_message(error)
+        except (AttributeError, IndexError):  # raised before the test's own code ran
+            detail = f"{type(error).__name__}: {error}"
+        return False, "❌ Test case failed\n" + detail
     return True, "✅ Test case passed"
 
 
@@ -332,9 +343,9 @@ def _prepare_unprivileged_kernel(user: str) -> tuple[int, int, str] | None:
     when the kernel has to keep this process's identity (the reason goes to the grading log).
 
     Only root can switch users, and Gradescope grades as root. Then the working folder (the submission) becomes
-    writable by anyone but sticky, so the notebook can create files but not replace the grader's (tests/,
-    course/, grading_data/, the submitted files), which stay read-only to it; the results file otter will create
-    is handed to the user; and the user gets a home of its own. The directories the kernel must read (the
+    writable by anyone but sticky, so the notebook can create files but not replace the grader's (course/,
+    grading_data/, the submitted files), which stay read-only to it; the tests (here and in ../source) become
+    unreadable to it; the results file otter will create is handed to the user; and the user gets a home of its own. The directories the kernel must read (the
     interpreter's, the packages', this folder) are checked as that user first.
     """
     import pwd
@@ -363,6 +374,9 @@ def _prepare_unprivileged_kernel(user: str) -> tuple[int, int, str] | None:
                          "folders on its way): the notebook runs as root")
             return None
     _open_workspace()
+    for tests in ("tests", os.path.join("..", "source", "tests")):  # the tests run here: the notebook cannot read them
+        if os.path.isdir(tests) and not os.path.islink(tests):
+            os.chmod(tests, 0o700)
     home = tempfile.mkdtemp(prefix="course-kernel-home-")
     os.chown(home, uid, gid)
     real_mkstemp = tempfile.mkstemp

@@ -1,0 +1,95 @@
+"""A master's tests run as the grader runs them: the notebook's namespace in another process, the tests here,
+reached through course.remote (the same Server and Client as grading, without a kernel).
+
+One helper process (started once, with torch imported) forks a child per namespace; the child executes the
+master's graded cells (and a mistake's override), connects back and serves, as the forked kernel does after
+the last cell.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+from autograder.masters import load, reads_submitted_files, run_test
+from course.remote import Listener
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_HELPER = r"""
+import json, os, sys
+sys.path[:0] = [{root!r}, {shared!r}]
+import torch  # imported once, before the forks
+from autograder.masters import namespace
+from course.remote import serve
+
+for line in sys.stdin:
+    request = json.loads(line)
+    if os.fork() == 0:
+        try:
+            os.setsid()
+            if request["name"]:
+                notebook = namespace(request["name"], request["overrides"])
+            else:  # a namespace of its own (course.remote's tests)
+                notebook = {{"__name__": "__main__"}}
+                exec(request["overrides"], notebook)
+            serve(notebook, request["address"], request["token"])
+        finally:
+            os._exit(0)
+    while True:  # reap the children that have finished
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                break
+        except ChildProcessError:
+            break
+"""
+
+_helper = None
+_lock = threading.Lock()
+
+
+def _helper_process() -> subprocess.Popen:
+    global _helper
+    with _lock:
+        if _helper is None or _helper.poll() is not None:
+            source = _HELPER.format(root=str(ROOT), shared=str(ROOT / "shared"))
+            _helper = subprocess.Popen([sys.executable, "-c", source], stdin=subprocess.PIPE, text=True)
+        return _helper
+
+
+@contextmanager
+def remote_namespace(name: str | None, overrides: str = "", call_limit_s: float = 60.0, total_limit_s: float | None = None):
+    """A Client for the reference solution of `name` (plus `overrides`) served from another process; with no name,
+    for the namespace `overrides` alone defines."""
+    listener = Listener()
+    helper = _helper_process()
+    helper.stdin.write(json.dumps({"name": name, "overrides": overrides, "address": listener.address,
+                                   "token": listener.token}) + "\n")
+    helper.stdin.flush()
+    try:
+        client = listener.accept(timeout_s=60, call_limit_s=call_limit_s,
+                                 total_limit_s=10 * call_limit_s if total_limit_s is None else total_limit_s)
+    finally:
+        listener.close()
+    try:
+        yield client
+    finally:
+        client.stop()
+
+
+def remote_failures(name: str, question: str, overrides: str = "") -> dict[str, str]:
+    """{test name: error} for the tests of `question` that fail when the namespace is served from another process."""
+    failed = {}
+    with remote_namespace(name, overrides) as client:
+        for test in load(name).tests[question]:
+            if reads_submitted_files(test):
+                continue
+            client.reset()
+            try:
+                run_test(test, client.namespace())
+            except Exception as error:  # noqa: BLE001 - any exception is a failed test, as in otter
+                failed[test.name] = f"{type(error).__name__}: {error}"
+    return failed

@@ -1,0 +1,375 @@
+"""course.remote: the tests in the grader process, student code in another one.
+
+The notebook side runs in a separate process (tests/remote_masters.py forks one per namespace, as the grading
+kernel forks itself); the grader side is this process. The masters' own tests run this way in every
+test_aN module (`test_graded_in_another_process_alike`); here: the rules of the protocol, one at a time.
+"""
+import json
+import os
+import pickle
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from course import remote
+from remote_masters import remote_namespace
+
+NOTEBOOK = '''
+import time
+import numpy as np
+import torch
+import torch.nn as nn
+
+class Head(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.proj = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, 1)
+        self.register_buffer("scale", torch.ones(dim))
+
+    def forward(self, x):
+        return self.out(self.proj(x) * self.scale).squeeze(-1)
+
+def double_in_place(x):
+    x *= 2
+    return x.sum()
+
+def mean(x):
+    return x.mean()
+
+def shuffle_array(a):
+    a[...] = a[::-1].copy()
+    return len(a)
+
+def draw(generator, n):
+    return torch.randint(0, 1000, (n,), generator=generator)
+
+def run(model, x):
+    return model(x)
+
+def fails(kind):
+    if kind == "value":
+        raise ValueError("a value error from the notebook")
+    class Custom(KeyError):
+        pass
+    raise Custom("a custom error")
+
+def endless():
+    while True:
+        time.sleep(0.01)
+
+def stubborn():
+    while True:
+        try:
+            while True:
+                time.sleep(0.01)
+        except BaseException:
+            pass
+
+class AlwaysEqual(dict):
+    def __eq__(self, other):
+        return True
+
+class Agreeable(torch.Tensor):
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func in (torch.allclose, torch.equal, torch.Tensor.allclose, torch.Tensor.equal):
+            return True
+        with torch._C.DisableTorchFunctionSubclass():
+            return func(*args, **(kwargs or {}))
+
+def liars():
+    return AlwaysEqual(), torch.zeros(3).as_subclass(Agreeable), np.float32(2.5), True
+
+def plain():
+    from collections import Counter, OrderedDict
+    return {"ints": [1, 2**70, -3], "float": float("nan"), "str": "é", "bytes": b"\\x00\\xff", "tuple": (1, (2, 3)),
+            "set": {1, 2}, "frozen": frozenset({"a"}), "complex": 1 - 2j, "none": None, "size": torch.Size([2, 3]),
+            "dtype": torch.bfloat16, "device": torch.device("cpu"), "slice": slice(1, None, 2), "range": range(3),
+            "counter": Counter("aab"), "ordered": OrderedDict(b=1, a=2), "array": np.arange(6).reshape(2, 3),
+            "bool_tensor": torch.tensor([True, False]), "half": torch.ones(2, dtype=torch.float16),
+            "empty": torch.zeros(0, 4), "topk": torch.topk(torch.tensor([3.0, 1.0, 2.0]), 2)}
+
+def patch_torch():
+    torch.allclose = lambda *args, **kwargs: True
+    torch.Tensor.__eq__ = lambda self, other: torch.ones((), dtype=torch.bool)
+    return torch.zeros(2)
+'''
+
+
+@pytest.fixture(scope="module")
+def client():
+    with remote_namespace(None, NOTEBOOK, call_limit_s=2, total_limit_s=1000) as client:
+        yield client
+
+
+@pytest.fixture
+def notebook(client):
+    client.reset()
+    return client.namespace()
+
+
+def test_plain_data_comes_back_as_the_graders_own_types(notebook):
+    from collections import Counter, OrderedDict
+
+    value = notebook["plain"]()
+    assert value["ints"] == [1, 2**70, -3] and np.isnan(value["float"]) and value["str"] == "é"
+    assert value["bytes"] == b"\x00\xff" and value["tuple"] == (1, (2, 3)) and value["set"] == {1, 2}
+    assert value["frozen"] == frozenset({"a"}) and value["complex"] == 1 - 2j and value["none"] is None
+    assert type(value["size"]) is torch.Size and value["size"] == (2, 3) and value["dtype"] is torch.bfloat16
+    assert value["device"] == torch.device("cpu") and value["slice"] == slice(1, None, 2) and value["range"] == range(3)
+    assert type(value["counter"]) is Counter and value["counter"] == Counter("aab")
+    assert type(value["ordered"]) is OrderedDict and list(value["ordered"]) == ["b", "a"]
+    assert np.array_equal(value["array"], np.arange(6).reshape(2, 3))
+    assert value["bool_tensor"].dtype == torch.bool and value["bool_tensor"].tolist() == [True, False]
+    assert value["half"].dtype == torch.float16 and value["empty"].shape == (0, 4)
+    assert value["topk"].values.tolist() == [3.0, 2.0] and value["topk"].indices.tolist() == [0, 2]
+
+
+def test_lying_subclasses_arrive_as_their_plain_data(notebook):
+    always_equal, agreeable, scalar, flag = notebook["liars"]()
+    assert type(always_equal) is dict and always_equal != {"a": 1}
+    assert type(agreeable) is torch.Tensor and not torch.allclose(agreeable, torch.ones(3))
+    assert type(scalar) is np.float32 and scalar == 2.5 and flag is True
+
+
+def test_patching_torch_in_the_notebook_changes_nothing_here(notebook):
+    zeros = notebook["patch_torch"]()
+    assert not torch.allclose(zeros, torch.ones(2)) and not (zeros == torch.ones(2)).all()
+
+
+def test_modules_are_proxies_whose_parameters_change_in_place(notebook):
+    head = notebook["Head"](4)
+    assert isinstance(head, torch.nn.Module) and isinstance(head.proj, torch.nn.Linear)
+    assert not isinstance(head, torch.nn.Linear) and not isinstance(head.proj, torch.Tensor)
+    assert {k: tuple(v.shape) for k, v in head.state_dict().items()} == {
+        "scale": (4,), "proj.weight": (4, 4), "proj.bias": (4,), "out.weight": (1, 4), "out.bias": (1,)}
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        head.proj.weight.copy_(torch.eye(4))
+        head.proj.bias.zero_()
+        head.proj.weight[1:3] *= 2  # a view of a parameter: the change reaches the notebook's tensor
+        head.scale.fill_(0.5)  # a buffer
+        head.out.weight.fill_(1.0)
+        head.out.bias.zero_()
+        expected = (x * torch.tensor([1.0, 2.0, 2.0, 1.0]) * 0.5).sum(-1)
+        assert torch.allclose(head(x), expected, atol=1e-6)
+        assert torch.allclose(x @ head.proj.weight.T, x * torch.tensor([1.0, 2.0, 2.0, 1.0]))  # torch ops on proxies
+    head.out = torch.nn.Identity()  # a module of torch's own goes by copy
+    with torch.no_grad():
+        assert head(x).shape == (3, 4)
+    assert [type(m).__name__ for m in [head.proj]] == ["RemoteObject"]
+    assert sum(p.numel() for p in head.parameters()) == 4 * 4 + 4
+
+
+def test_autograd_reaches_the_notebooks_parameters(notebook):
+    head = notebook["Head"](3)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(head(torch.ones(2, 3)), torch.ones(2))
+    assert loss.requires_grad
+    loss.backward()
+    grad = head.out.weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+    with torch.no_grad():
+        before = head.out.weight.sum().item()
+        for parameter in head.parameters():
+            if parameter.grad is not None:
+                parameter -= 0.5 * parameter.grad
+    assert head.out.weight.sum().item() != before
+
+
+def test_what_the_notebook_does_to_the_graders_tensors_comes_back(notebook):
+    x = torch.ones(3)
+    assert notebook["double_in_place"](x) == 6.0
+    assert x.tolist() == [2.0, 2.0, 2.0], "a change in place must reach the test's tensor"
+    y = torch.arange(4.0, requires_grad=True)
+    notebook["mean"](y).backward()
+    assert y.grad is not None and torch.allclose(y.grad, torch.full((4,), 0.25)), "gradients must reach the test's leaf"
+    a = np.arange(5)
+    notebook["shuffle_array"](a)
+    assert a.tolist() == [4, 3, 2, 1, 0]
+
+
+def test_a_generator_is_used_there_and_advanced_here(notebook):
+    mine, theirs = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    assert torch.equal(notebook["draw"](theirs, 5), torch.randint(0, 1000, (5,), generator=mine))
+    assert torch.equal(notebook["draw"](theirs, 5), torch.randint(0, 1000, (5,), generator=mine)), \
+        "the generator's state must come back after the call"
+    assert torch.equal(theirs.get_state(), mine.get_state())
+
+
+def test_a_model_a_test_defines_runs_in_the_notebook(notebook):
+    class Doubler(torch.nn.Module):  # local: not importable, goes by dill
+        factor = 2
+
+        def forward(self, x):
+            return x * self.factor
+
+    assert notebook["run"](Doubler(), torch.ones(2)).tolist() == [2.0, 2.0]
+
+
+def test_errors_come_back_as_builtin_exceptions(notebook):
+    with pytest.raises(ValueError, match="a value error from the notebook"):
+        notebook["fails"]("value")
+    with pytest.raises(KeyError, match="a custom error") as caught:
+        notebook["fails"]("custom")
+    assert type(caught.value) is KeyError, "never a class defined by the notebook"
+    with pytest.raises(AttributeError):
+        notebook["Head"](2).no_such_attribute
+    assert getattr(notebook["Head"](2), "no_such_attribute", None) is None
+    assert notebook.get("no_such_name") is None
+
+
+def test_an_endless_call_is_stopped_and_the_next_one_runs(notebook):
+    start = time.monotonic()
+    with pytest.raises(remote.CallTimeLimitExceeded, match=r"endless\(\), called by a test, ran longer than 2 s"):
+        notebook["endless"]()
+    assert time.monotonic() - start < 4
+    assert notebook["mean"](torch.ones(2)) == 1.0
+
+
+def test_a_call_that_swallows_the_interruption_ends_its_process():
+    with remote_namespace(None, NOTEBOOK, call_limit_s=1) as client:
+        client.reset()
+        stubborn = client.namespace()["stubborn"]
+        start = time.monotonic()
+        with pytest.raises(remote.NotGraded, match="ignored the grader's interruption"):
+            stubborn()
+        assert time.monotonic() - start < 1 + remote.INTERRUPT_GRACE_S + 2
+        with pytest.raises(remote.NotGraded, match="ignored the grader's interruption"):
+            client.namespace()["mean"]
+        assert _ends(client.pid), "the process that ignored the interruption must be killed"
+
+
+def test_calls_share_one_time_budget():
+    with remote_namespace(None, NOTEBOOK, call_limit_s=1, total_limit_s=1.5) as client:
+        client.reset()
+        endless = client.namespace()["endless"]
+        with pytest.raises(remote.CallTimeLimitExceeded, match="ran longer than 1 s"):
+            endless()
+        with pytest.raises(remote.CallTimeLimitExceeded, match="used up the 1.5 s allowed for all of them"):
+            endless()
+        with pytest.raises(remote.CallTimeLimitExceeded, match="was not run"):
+            endless()
+
+
+# ---- a notebook process that breaks the rules, written by hand ----
+def _forged_exchange(replies):
+    """A Client talking to a fake notebook process that answers each request with the next of `replies`
+    (a message dict and its buffers, or raw bytes); returns the client and the fake's pid (a sleeping process)."""
+    grader_end, notebook_end = socket.socketpair()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+    def fake():
+        connection = remote.Connection(notebook_end, max_bytes=None)
+        for reply in replies:
+            try:
+                connection.receive()
+            except EOFError:
+                return
+            if isinstance(reply, bytes):
+                notebook_end.sendall(reply)
+            else:
+                connection.send(*reply)
+        time.sleep(1)
+    threading.Thread(target=fake, daemon=True).start()
+    return remote.Client(remote.Connection(grader_end), sleeper.pid, call_limit_s=5), sleeper
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo the grader ran the notebook's pickle",))
+
+
+@pytest.mark.parametrize("reply,reason", [
+    (({"op": "return", "value": {"$": "pickle", "b": 0}}, [pickle.dumps(RunsCode())]), "'pickle'"),
+    (({"op": "return", "value": {"$": "gref", "id": 1}}, []), "'gref'"),
+    (({"op": "return", "value": {"$": "tensor", "dtype": "float32", "shape": [1000], "b": 0}}, [b"\x00" * 8]),
+     "does not match its shape"),
+    (({"op": "return", "value": {"$": "ndarray", "dtype": "|O", "shape": [1], "b": 0}}, [b"\x00" * 8]), "dtype"),
+    (({"op": "return", "value": {"$": "dtype", "v": "_dynamo"}}, []), "unknown dtype"),
+    (({"op": "return", "value": {"$": "dict", "v": [[[1], 2]]}}, []), "malformed value"),
+    (({"op": "callback", "kind": "call", "target": 1}, []), "unexpected message"),
+    (struct.pack("!QI", remote.MAX_MESSAGE_BYTES + 1, 10), "over the 32 MB allowed"),
+    (struct.pack("!QI", 20, 16) + b"{not json at all", "malformed message header"),
+], ids=["pickle", "grader object", "short tensor", "object array", "lazy torch attribute", "unhashable key",
+        "callback", "too large", "not json"])
+def test_the_grader_builds_nothing_but_plain_data(reply, reason):
+    client, sleeper = _forged_exchange([reply])
+    try:
+        with pytest.raises(remote.NotGraded, match=reason):
+            client.namespace().get("anything")
+        assert "torch._dynamo" not in sys.modules or reason != "unknown dtype"
+        sleeper.wait(timeout=5)  # the grader killed the process that broke the protocol
+        with pytest.raises(remote.NotGraded):
+            client.namespace().get("anything")
+    finally:
+        sleeper.kill()
+
+
+def test_nested_values_are_bounded():
+    deep = {"$": "tuple", "v": []}
+    for _ in range(remote.MAX_DEPTH + 5):
+        deep = {"$": "tuple", "v": [deep]}
+    client, sleeper = _forged_exchange([({"op": "return", "value": deep}, [])])
+    try:
+        with pytest.raises(remote.NotGraded, match="nested"):
+            client.namespace().get("anything")
+    finally:
+        sleeper.kill()
+
+
+def test_a_connection_without_the_token_is_refused():
+    listener = remote.Listener()
+    try:
+        impostor = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        impostor.connect(listener.address)
+        remote.Connection(impostor).send({"op": "hello", "token": "guessed", "pid": os.getpid()}, [])
+        with pytest.raises(remote.NotGraded, match="never connected"):
+            listener.accept(timeout_s=1)
+        assert os.stat(listener.folder).st_mode & 0o777 == 0o711
+    finally:
+        listener.close()
+    assert not os.path.exists(listener.folder)
+
+
+def test_the_kernel_guard_forks_a_server_and_returns(tmp_path):
+    """KernelGuard.serve_tests, in a process of its own: the caller returns once its copy has connected; the copy
+    serves the namespace from another process and is gone when the grader stops it."""
+    listener = remote.Listener()
+    script = f'''
+import sys
+sys.path.insert(0, {str(os.path.join(os.path.dirname(__file__), "..", "shared"))!r})
+from course.grading_guard import KernelGuard
+guard = KernelGuard(cell_limit_s=30)
+guard.serve_tests({{"answer": 42, "pid": __import__("os").getpid()}}, {listener.address!r}, {listener.token!r})
+print("returned")
+'''
+    try:
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        assert run.stdout.strip() == "returned", run.stderr[-2000:]
+        client = listener.accept(timeout_s=10)
+    finally:
+        listener.close()
+    namespace = client.namespace()
+    assert namespace["answer"] == 42 and namespace["pid"] != client.pid, "served by a copy, not by the kernel"
+    client.stop()
+    assert _ends(client.pid), "the serving copy outlived the grader's stop"
+
+
+def _ends(pid: int, within_s: float = 5) -> bool:
+    """Whether process `pid` has ended (or is a zombie) within `within_s`."""
+    from course.grading_guard import _is_zombie
+
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if _is_zombie(pid):  # also when it is gone
+            return True
+        time.sleep(0.05)
+    return False
