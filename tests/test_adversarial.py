@@ -654,3 +654,22 @@ def test_results_the_kernel_forges_are_not_used(reference_zip, tmp_path):
     assert {t["name"]: t["max_score"] for t in results["tests"] if "score" in t} == {
         "q1_vocabulary": 3, "q2_multi_hot": 2, "q3_idf": 3, "q4_tfidf_l2": 2, "q5_model": 3, "q6_trained_model": 4,
         "q7_word_order": 1}, "points must come from the autograder's tests, not from the kernel"
+
+
+def test_modules_in_a_submission_do_not_replace_installed_ones(reference_zip, tmp_path):
+    """The kernel starts in the submission folder, first on its sys.path, and runs as root until the grader's first
+    cell gives root up: a submitted `tqdm.py` (imported by that cell) or `zmq/` (imported by ipykernel) would have
+    run as root. They are removed before the kernel starts, and the student is told."""
+    marker = tmp_path / "submitted-module-ran"
+    payload = f"open({str(marker)!r}, 'w').write('ran')\nclass tqdm:\n    monitor_interval = 10\n"
+    notebook = _notebook(reference_zip, tmp_path)
+    path = tmp_path / "a1_tfidf_export.zip"
+    with zipfile.ZipFile(reference_zip) as reference, zipfile.ZipFile(path, "w") as zf:
+        zf.write(notebook, "a1_tfidf.ipynb")
+        zf.writestr("a1_weights.safetensors", reference.read("a1_weights.safetensors"))
+        zf.writestr("tqdm.py", payload)
+        zf.writestr("zmq/__init__.py", payload)
+    results = grade(path, A1, tmp_path / "out", quiet=True)
+    assert not marker.exists(), "a submitted module ran while the notebook was graded"
+    assert sum(_scores(results).values()) == FULL
+    assert "tqdm.py" in results["output"] and "zmq/" in results["output"], results["output"]

@@ -20,6 +20,7 @@ import torch
 
 from course import remote
 from remote_masters import remote_namespace
+from test_adversarial import LYING_RESULTS
 
 NOTEBOOK = '''
 import time
@@ -73,20 +74,8 @@ def stubborn():
         except BaseException:
             pass
 
-class AlwaysEqual(dict):
-    def __eq__(self, other):
-        return True
-
-class Agreeable(torch.Tensor):
-    @classmethod
-    def __torch_function__(cls, func, types, args=(), kwargs=None):
-        if func in (torch.allclose, torch.equal, torch.Tensor.allclose, torch.Tensor.equal):
-            return True
-        with torch._C.DisableTorchFunctionSubclass():
-            return func(*args, **(kwargs or {}))
-
 def liars():
-    return AlwaysEqual(), torch.zeros(3).as_subclass(Agreeable), np.float32(2.5), True
+    return build_vocabulary([], 1), tfidf_l2(torch.ones(2, 3), None), np.float32(2.5), True
 
 def plain():
     from collections import Counter, OrderedDict
@@ -101,7 +90,7 @@ def patch_torch():
     torch.allclose = lambda *args, **kwargs: True
     torch.Tensor.__eq__ = lambda self, other: torch.ones((), dtype=torch.bool)
     return torch.zeros(2)
-'''
+''' + LYING_RESULTS  # build_vocabulary: a dict whose == is always true; tfidf_l2: a tensor whose allclose lies
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +125,7 @@ def test_plain_data_comes_back_as_the_graders_own_types(notebook):
 def test_lying_subclasses_arrive_as_their_plain_data(notebook):
     always_equal, agreeable, scalar, flag = notebook["liars"]()
     assert type(always_equal) is dict and always_equal != {"a": 1}
-    assert type(agreeable) is torch.Tensor and not torch.allclose(agreeable, torch.ones(3))
+    assert type(agreeable) is torch.Tensor and not torch.allclose(agreeable, torch.ones(2, 3))
     assert type(scalar) is np.float32 and scalar == 2.5 and flag is True
 
 
@@ -165,7 +154,7 @@ def test_modules_are_proxies_whose_parameters_change_in_place(notebook):
     head.out = torch.nn.Identity()  # a module of torch's own goes by copy
     with torch.no_grad():
         assert head(x).shape == (3, 4)
-    assert [type(m).__name__ for m in [head.proj]] == ["RemoteObject"]
+    assert type(head).__name__ == "Head" and type(head.proj.weight).__name__ == "Parameter", "named as in-process"
     assert sum(p.numel() for p in head.parameters()) == 4 * 4 + 4
 
 

@@ -198,9 +198,14 @@ class KernelGuard:
             # and has connected, or has failed: then the kernel may end
             import select
 
+            import atexit
+
             os.close(ready_write)
             select.select([ready_read], [], [], 30)
             os.close(ready_read)
+            # when otter shuts the kernel down, it ends at once: tearing down the interpreter would write to every
+            # page it still shares with the copy, and each page written is then held twice
+            atexit.register(os._exit, 0)
             return
         try:
             os.close(ready_read)

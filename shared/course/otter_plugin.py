@@ -121,6 +121,9 @@ class CourseGradingPlugin(AbstractOtterPlugin):
                 if Path(name).exists():  # a file, not a folder
                     Path(name).unlink()
                 shutil.copytree(trusted, name)
+        self._shadowing = _remove_module_shadows(keep=self.TRUSTED + ("tests",))
+        if self._shadowing:
+            _grader_note(f"removed from the submission before the kernel starts: {', '.join(self._shadowing)}")
         self._run_as = None  # (uid, gid, home) of the kernel's user, once before_execution has prepared one
         self._listener = None  # where the kernel's copy connects to serve the notebook (see before_execution)
         # one compute thread here too, for the tests this process runs (see _grade); the kernel inherits it
@@ -195,8 +198,14 @@ class CourseGradingPlugin(AbstractOtterPlugin):
                 if output.get("output_type") == "error":
                     hint = PERMISSION_HINT if output.get("ename") == "PermissionError" else ""
                     problems.append(f"- {name}: {output.get('ename')}: {str(output.get('evalue'))[:300]}{hint}")
+        output = []
+        if getattr(self, "_shadowing", None):
+            output.append(f"Removed from your submission before grading (they could replace Python modules): "
+                          f"{', '.join(self._shadowing)}.")
         if problems:
-            results.set_output("Cells that raised an error while your notebook was graded:\n" + "\n".join(problems[:20]))
+            output.append("Cells that raised an error while your notebook was graded:\n" + "\n".join(problems[:20]))
+        if output:
+            results.set_output("\n".join(output))
 
     def _grade(self, results) -> None:
         """Run every test here and make the results from the grader's own copy of the tests (their questions, points
@@ -318,6 +327,28 @@ def _run_test(test_file, case, environment) -> tuple[bool, str]:
             detail = f"{type(error).__name__}: {error}"
         return False, "❌ Test case failed\n" + detail
     return True, "✅ Test case passed"
+
+
+MODULE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyd", ".so", ".pth")
+
+
+def _remove_module_shadows(keep: tuple[str, ...]) -> list[str]:
+    """Remove from the working folder (the submission) what Python could import instead of an installed module.
+
+    The kernel runs in this folder, with it first on sys.path, and it runs as root until the grader's first cell
+    has given root up: a submitted `tqdm.py`, `zmq.py` or `numpy/__init__.py` would run as root when ipykernel,
+    otter or that cell imports the module. Returns the names removed (folders in `keep` are the autograder's)."""
+    removed = []
+    for name in sorted(os.listdir(".")):
+        path = Path(name)
+        if name in keep or name == "__init__.py":  # otter's own (empty) file; nothing imports a module of that name
+            continue
+        is_package = path.is_dir() and not path.is_symlink() and any((path / f"__init__{suffix}").exists()
+                                                                     for suffix in MODULE_SUFFIXES)
+        if is_package or name.endswith(MODULE_SUFFIXES) or name == "__pycache__":
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+            removed.append(name + ("/" if is_package or name == "__pycache__" else ""))
+    return removed
 
 
 def _remove_files_of(uid: int) -> None:

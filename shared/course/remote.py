@@ -911,7 +911,8 @@ class Client(_Codec):
             if type(handle) is not int or type(about) is not dict:
                 raise ProtocolError("a malformed reference")
             if handle not in self._proxies:
-                self._proxies[handle] = (RemoteTensor if about.get("tensor") is True else RemoteObject)(self, handle, about)
+                base = RemoteTensor if about.get("tensor") is True else RemoteObject
+                self._proxies[handle] = _proxy_class(base, about)(self, handle, about)
             return self._proxies[handle]
         if tag == "missing":
             return _MISSING
@@ -940,6 +941,22 @@ def _remote_backward():
 
 
 _REMOTE_BACKWARD = None
+
+
+def _proxy_class(base: type, about: dict) -> type:
+    """A subclass of `base` named as the object's own class, so that a test's `type(x).__name__` reads as it would
+    in-process ("MyAttention", "Parameter")."""
+    types = about.get("types")
+    name = str(types[0]).rpartition(".")[2] if type(types) is list and types else base.__name__
+    if not name.isidentifier():
+        name = base.__name__
+    key = (base, name)
+    if key not in _PROXY_CLASSES:
+        _PROXY_CLASSES[key] = type(name, (base,), {"__slots__": (), "__module__": "the notebook"})
+    return _PROXY_CLASSES[key]
+
+
+_PROXY_CLASSES: dict = {}
 
 
 class RemoteNamespace:
@@ -1052,7 +1069,7 @@ class RemoteTensor(RemoteObject):
 
     @property
     def __class__(self):
-        return RemoteTensor
+        return type(self)
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
