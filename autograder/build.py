@@ -28,7 +28,7 @@ from pathlib import Path
 from autograder.assignments import ASSIGNMENTS, BUILD, ROOT, Assignment
 
 COURSE_LIBRARY = ROOT / "shared" / "course"
-GRADING_ONLY_MODULES = {"grading.py", "grading_guard.py", "otter_plugin.py", "remote.py"}
+GRADING_ONLY_MODULES = {"grading.py", "grading_guard.py", "otter_plugin.py", "remote.py", "test_process.py"}
 GRADING_DATA_CACHE = BUILD / "grading_data"
 
 

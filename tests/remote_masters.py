@@ -15,16 +15,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from autograder.masters import load, reads_submitted_files, run_test
-from course.remote import Listener
+from course.remote import Client, Listener
 
 ROOT = Path(__file__).resolve().parents[1]
 
 _HELPER = r"""
-import json, os, sys
+import json, os, socket, sys
 sys.path[:0] = [{root!r}, {shared!r}]
 import torch  # imported once, before the forks
 from autograder.masters import namespace
-from course.remote import serve
+from course.remote import Connection, serve
 
 for line in sys.stdin:
     request = json.loads(line)
@@ -36,7 +36,10 @@ for line in sys.stdin:
             else:  # a namespace of its own (course.remote's tests)
                 notebook = {{"__name__": "__main__"}}
                 exec(request["overrides"], notebook)
-            serve(notebook, request["address"], request["token"])
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(request["address"])
+            Connection(sock).send({{"op": "hello", "token": request["token"], "pid": os.getpid()}}, [])
+            serve(notebook, sock)
         finally:
             os._exit(0)
     while True:  # reap the children that have finished
@@ -70,8 +73,9 @@ def remote_namespace(name: str | None, overrides: str = "", call_limit_s: float 
                                    "token": listener.token}) + "\n")
     helper.stdin.flush()
     try:
-        client = listener.accept(timeout_s=60, call_limit_s=call_limit_s,
-                                 total_limit_s=10 * call_limit_s if total_limit_s is None else total_limit_s)
+        connection, _ = listener.accept(timeout_s=60)
+        client = Client.connected(connection, 30, call_limit_s=call_limit_s,
+                                  total_limit_s=10 * call_limit_s if total_limit_s is None else total_limit_s)
     finally:
         listener.close()
     try:

@@ -328,28 +328,65 @@ def test_a_connection_without_the_token_is_refused():
     assert not os.path.exists(listener.folder)
 
 
-def test_the_kernel_guard_forks_a_server_and_returns(tmp_path):
-    """KernelGuard.serve_tests, in a process of its own: the caller returns once its copy has connected; the copy
-    serves the namespace from another process and is gone when the grader stops it."""
+TEST_FILE = """
+from otter.test_files import test_case
+OK_FORMAT = False
+name = "q1"
+points = 3
+
+@test_case(points=1)
+def test_answer(answer):
+    assert answer == 42, "the answer is 42"
+
+@test_case(points=1, hidden=True)
+def test_wrong(answer):
+    assert answer == 41, "never"
+
+@test_case(points=1)
+def test_file():
+    assert open("submitted.txt").read() == "as submitted"
+"""
+
+
+def test_the_kernel_guard_starts_the_test_process_and_forks_a_server(tmp_path):
+    """The kernel's side in a process of its own: KernelGuard forks the test process before any notebook code,
+    serve_tests forks the serving copy and returns; acting as the grader, this test asks the test process for the
+    notebook's tests, then the file tests; every process is gone at the end."""
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "q1.py").write_text(TEST_FILE)
+    (tmp_path / "submitted.txt").write_text("as submitted")
     listener = remote.Listener()
-    script = f'''
-import sys
-sys.path.insert(0, {str(os.path.join(os.path.dirname(__file__), "..", "shared"))!r})
+    shared = os.path.join(os.path.dirname(__file__), "..", "shared")
+    script = f"""
+import os, sys
+sys.path.insert(0, {shared!r})
 from course.grading_guard import KernelGuard
-guard = KernelGuard(cell_limit_s=30)
-guard.serve_tests({{"answer": 42, "pid": __import__("os").getpid()}}, {listener.address!r}, {listener.token!r})
+guard = KernelGuard(cell_limit_s=30, tests=({listener.address!r}, {listener.token!r}, "tests"))
+print(guard.tests_pid)
+guard.serve_tests({{"answer": 42}})
 print("returned")
-'''
+"""
     try:
-        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-        assert run.stdout.strip() == "returned", run.stderr[-2000:]
-        client = listener.accept(timeout_s=10)
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        tests_pid, returned = run.stdout.split()
+        assert returned == "returned", run.stderr[-2000:]
+        connection, pid = listener.accept(timeout_s=10)
     finally:
         listener.close()
-    namespace = client.namespace()
-    assert namespace["answer"] == 42 and namespace["pid"] != client.pid, "served by a copy, not by the kernel"
-    client.stop()
-    assert _ends(client.pid), "the serving copy outlived the grader's stop"
+    assert pid == int(tests_pid)
+    connection.send({"op": "notebook_tests", "call_limit_s": 5, "total_limit_s": 20}, [])
+    verdicts, _ = connection.receive(deadline=time.monotonic() + 30)
+    by_case = {v["case"]: (v["passed"], v["message"]) for v in verdicts["verdicts"] if "case" in v}
+    assert by_case["q1 - 1"] == (True, "✅ Test case passed")
+    assert by_case["q1 - 2"][0] is False and "AssertionError: never" in by_case["q1 - 2"][1]
+    server_pid = next(v["server_pid"] for v in verdicts["verdicts"] if "server_pid" in v)
+    assert server_pid not in (pid, int(tests_pid))
+    assert _ends(server_pid), "the serving copy outlived the tests"
+    connection.send({"op": "file_tests"}, [])
+    verdicts, _ = connection.receive(deadline=time.monotonic() + 30)
+    assert [(v["case"], v["passed"]) for v in verdicts["verdicts"]] == [("q1 - 3", True)]
+    connection.send({"op": "exit"}, [])
+    assert _ends(pid), "the test process outlived the grader's exit"
 
 
 def _ends(pid: int, within_s: float = 5) -> bool:

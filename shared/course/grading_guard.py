@@ -8,11 +8,12 @@ first student cell:
   code cannot write the grader's files, read the hidden tests or reach the grader process;
 - turns otter's own test runs inside the kernel into no-ops: the tests do not run here.
 
-After the last student cell, `serve_tests` stops the processes the notebook started and forks the kernel. The
-copy keeps the notebook's objects and serves them to the tests, which run in the grader process
-(course.remote); the kernel itself goes on, and otter ends it as usual. Nothing in this process decides a
-verdict, so nothing here needs to be protected from student code: what the notebook patches or replaces changes
-only the answers it gives.
+Before giving up root, it starts the process that runs the tests (course.test_process, forked now so that it
+shares torch's memory with the kernel). After the last student cell, `serve_tests` stops the processes the
+notebook started and forks the kernel: the copy keeps the notebook's objects and serves them to the tests
+(course.remote); the kernel itself goes on, and otter ends it as usual. Nothing in the kernel decides a verdict,
+so nothing here needs to be protected from student code: what the notebook patches or replaces changes only the
+answers it gives.
 """
 from __future__ import annotations
 
@@ -129,17 +130,28 @@ def reap_ended_children(pids=None, wait_s: float = 1.0) -> None:
 
 
 class KernelGuard:
-    """Cell time limits, the switch to an unprivileged user, and the process that serves the notebook to the tests."""
+    """Cell time limits, the switch to an unprivileged user, and the processes that run the tests and serve the
+    notebook to them."""
 
     def __init__(self, grader_pid: int | None = None, cell_limit_s: float = 120, notebook_limit_s: float = 420,
-                 run_as: tuple[int, int, str] | None = None):
-        """`run_as` (uid, gid, home): when given, the kernel gives up root for that user now, before any student
-        cell (see course.otter_plugin)."""
+                 run_as: tuple[int, int, str] | None = None, tests: tuple[str, str, str] | None = None):
+        """`tests` (the grader's address, its token, the folder of the tests): start the process that runs the tests
+        now, before any student cell (course.test_process). `run_as` (uid, gid, home): then give up root for that
+        user (see course.otter_plugin)."""
+        import socket
+
         self.cell_limit_s, self.notebook_limit_s = cell_limit_s, notebook_limit_s
         self._cells_used_s, self._cell_started = 0.0, None
         self._release_free_memory = _libc_malloc_trim()
         self.grader_pid = grader_pid or os.getppid()
-        self._processes = _descendants(self.grader_pid)  # the kernel and what otter started: not the notebook's
+        self._tests_socket = None
+        if tests is not None:
+            from course import test_process
+
+            self._tests_socket, tests_end = socket.socketpair()
+            self.tests_pid = test_process.start(tests_end, *tests)
+            tests_end.close()
+        self._processes = _descendants(self.grader_pid)  # the kernel, the tests' process, what otter started
         _no_tests_in_the_kernel()
         if run_as is not None:
             _become_user(*run_as)
@@ -184,39 +196,38 @@ class KernelGuard:
         signal.setitimer(signal.ITIMER_REAL, seconds)
 
     # ---- the tests ----
-    def serve_tests(self, namespace: dict, address: str, token: str) -> None:
+    def serve_tests(self, namespace: dict) -> None:
         """After the last student cell: stop the notebook's processes, then fork a copy of this kernel that serves
-        `namespace` (the notebook's globals) to the grader at `address` (course.remote.serve). Returns at once in
-        the kernel; the copy never returns."""
+        `namespace` (the notebook's globals) to the tests' process (course.remote.serve). Returns at once in the
+        kernel; the copy never returns."""
+        import atexit
+
         self.start_cell(None)
         stop_new_processes(self.grader_pid, self._processes)
         sys.stdout.flush()
         sys.stderr.flush()
-        ready_read, ready_write = os.pipe()
+        detached_read, detached_write = os.pipe()
         if os.fork() != 0:
-            # wait until the copy has left the kernel's process group (shutting the kernel down kills that group)
-            # and has connected, or has failed: then the kernel may end
             import select
 
-            import atexit
-
-            os.close(ready_write)
-            select.select([ready_read], [], [], 30)
-            os.close(ready_read)
-            # when otter shuts the kernel down, it ends at once: tearing down the interpreter would write to every
-            # page it still shares with the copy, and each page written is then held twice
+            os.close(detached_write)  # wait (30 s at most) until the copy has left the kernel's process group, which
+            select.select([detached_read], [], [], 30)  # is killed when otter shuts the kernel down
+            os.close(detached_read)
+            # and then the kernel ends at once: tearing down the interpreter would write to every page it still
+            # shares with the copy, and each page written is then held twice
             atexit.register(os._exit, 0)
             return
         try:
-            os.close(ready_read)
-            os.setsid()  # out of the kernel's process group
+            os.close(detached_read)
+            os.setsid()
+            os.close(detached_write)
             quiet = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):  # the kernel's output streams belong to threads the copy does not have
                 os.dup2(quiet, fd)
             sys.stdout = sys.stderr = open(os.devnull, "w")
             from course.remote import serve
 
-            serve(namespace, address, token, connected=lambda: os.close(ready_write))
+            serve(namespace, self._tests_socket)
         finally:
             os._exit(0)
 

@@ -1,5 +1,5 @@
-"""An otter plugin that grades a notebook the way this course trusts: the tests run in the grader process, the
-notebook's code in its own unprivileged kernel.
+"""An otter plugin that grades a notebook the way this course trusts: the tests run in a process of the grader's,
+the notebook's code in its own unprivileged kernel.
 
 Enabled in every autograder zip by autograder/build.py (otter_config.json -> plugins):
 - the notebook must belong to this assignment (otter's `assignment_name` metadata), else grading
@@ -15,12 +15,13 @@ Enabled in every autograder zip by autograder/build.py (otter_config.json -> plu
 - the grader process adopts orphaned processes (so that it can stop what the notebook detaches), reads the
   kernel's results with an unpickler limited to otter's classes, and its log server accepts plain data only, so
   nothing the notebook writes or sends makes the grader process run code;
-- **the tests run here, in the grader process**, from the copy of the tests read before the kernel started.
-  After the last cell the kernel forks a copy of itself that serves the notebook's objects
-  (course.grading_guard, course.remote); a test gets proxies for them, and everything they return arrives as
-  plain data. Calls into the notebook have a time limit each and one for all of them. Then the notebook's
-  processes are stopped, the files it created removed, and the tests that take no parameters (the
-  exported-weights tests) run on the submission as submitted. The kernel's own results are not used;
+- **the tests run in the test process** (course.test_process), forked from the kernel in the grader's first cell,
+  before the kernel gives up root (so it shares torch's memory, not the notebook's rights). After the last cell
+  the kernel forks a copy of itself that serves the notebook's objects (course.grading_guard, course.remote); a
+  test gets proxies for them, and everything they return arrives as plain data. Calls into the notebook have a
+  time limit each and one for all of them. Then the notebook's processes are stopped, the files it created
+  removed, and the tests that take no parameters (the exported-weights tests) run on the submission as
+  submitted. Results are made from the grader's own copy of the tests; the kernel's are not used;
 - hidden tests' failure messages keep only the exception, and cells that raised are listed.
 """
 from __future__ import annotations
@@ -79,7 +80,7 @@ except ImportError:
 
 from course.grading_guard import KernelGuard as _KernelGuard
 {state} = _KernelGuard(grader_pid={grader_pid}, cell_limit_s={cell_timeout_s:g}, notebook_limit_s={notebook_timeout_s:g},
-                        run_as={run_as!r})
+                        run_as={run_as!r}, tests={tests!r})
 del _KernelGuard
 '''
 
@@ -90,6 +91,10 @@ del _KernelGuard
 # code; all those calls together
 TIME_LIMITS = {"cell_timeout_s": 120, "notebook_timeout_s": 420, "call_timeout_s": 60, "tests_timeout_s": 180}
 
+
+TRUSTED_TESTS = os.path.join("..", "source", "tests")  # the autograder's tests, beside the submission folder
+# seconds the test process may take to answer, beyond the tests' own time limits (start-up, the tests' own code)
+TESTS_SLACK_S = 120
 
 # the user that runs the notebook when grading runs as root; COURSE_KERNEL_USER overrides it ("" keeps root)
 KERNEL_USER = "nobody"
@@ -131,7 +136,7 @@ class CourseGradingPlugin(AbstractOtterPlugin):
             os.environ[name] = str(int(self.plugin_config.get("threads", 1)))
         # the tests as the autograder ships them, read before any student code runs (see _grade)
         self._trusted_tests = {}
-        for path in sorted((Path("..") / "source" / "tests").glob("*.py")):
+        for path in sorted(Path(TRUSTED_TESTS).glob("*.py")):
             test_file = ExceptionTestFile.from_file(str(path))
             self._trusted_tests[test_file.name] = test_file
 
@@ -153,22 +158,21 @@ class CourseGradingPlugin(AbstractOtterPlugin):
         state = f"{STATE_PREFIX}{secrets.token_hex(8)}__"
         cells = [nbformat.v4.new_code_cell(GUARD_SOURCE.format(
             state=state, grader_pid=os.getpid(), extra_mb=int(self.plugin_config.get("memory_mb", 2048)),
-            threads=int(self.plugin_config.get("threads", 1)), run_as=self._run_as, **limits))]
+            threads=int(self.plugin_config.get("threads", 1)), run_as=self._run_as,
+            tests=(self._listener.address, self._listener.token, os.path.abspath(TRUSTED_TESTS)), **limits))]
         for number, cell in enumerate(submission.cells, 1):
             if cell.cell_type == "code":
                 first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")[:40]
                 # one line, so the student's line numbers in tracebacks move by one only
                 cell.source = f"{state}.start_cell({number}, {first!r})\n" + cell.source
             cells.append(cell)
-        # the address and the token appear only in this cell, which no student cell can read before it runs
-        cells.append(nbformat.v4.new_code_cell(
-            f"{state}.serve_tests(globals(), {self._listener.address!r}, {self._listener.token!r})"))
+        cells.append(nbformat.v4.new_code_cell(f"{state}.serve_tests(globals())"))
         submission.cells = cells
         return submission
 
     def after_grading(self, results):
-        """Run the tests (see `_grade`); hide hidden tests' code in their failure messages; report cells that raised
-        while grading; end the processes the notebook left."""
+        """Have the tests run (see `_grade`); hide hidden tests' code in their failure messages; report cells that
+        raised while grading; end the processes the notebook left."""
         if self._listener is not None and getattr(results, "_catastrophic_error", None) is None and self._trusted_tests:
             self._grade(results)
         if self._listener is not None:
@@ -208,54 +212,58 @@ class CourseGradingPlugin(AbstractOtterPlugin):
             results.set_output("\n".join(output))
 
     def _grade(self, results) -> None:
-        """Run every test here and make the results from the grader's own copy of the tests (their questions, points
-        and visibility); nothing the kernel reported is used.
+        """Have the test process (course.test_process) run every test, and make the results from the grader's own
+        copy of the tests (their questions, points and visibility); nothing the kernel reported is used.
 
-        A test that takes parameters gets the notebook's variables of those names (as otter passes them) as proxies
-        served by the kernel's copy (course.remote); the notebook's random generators are seeded before each test.
-        A test with no parameters needs nothing from the notebook: it checks the submitted files (the exported
-        weights), after the notebook's processes are stopped and the files it created removed.
+        First the tests that take parameters: they get the notebook's variables of those names (as otter passes
+        them) as proxies served by the kernel's copy. Then the notebook's processes are stopped and the files it
+        created removed, and the tests with no parameters check the submitted files (the exported weights).
         """
-        import time
-
-        started = time.monotonic()
-        client, unreachable = None, None
+        verdicts, problem, tests_pid = {}, None, None
         try:
-            client = self._listener.accept(timeout_s=15, call_limit_s=self._limits["call_timeout_s"],
-                                           total_limit_s=self._limits["tests_timeout_s"])
-        except remote.NotGraded as error:
-            unreachable = f"{error} (see the list of cells that raised, if any)"
-        verdicts = {}
-        for name, trusted in self._trusted_tests.items():
-            for case in trusted.test_cases:
-                if not case.body._get_func_params():
-                    continue
-                if client is None:
-                    verdicts[name, case.name] = False, f"❌ Not graded: {unreachable}"
-                    continue
-                try:
-                    client.reset()
-                except remote.NotGraded as error:
-                    verdicts[name, case.name] = False, f"❌ Not graded: {error}"
-                    continue
-                verdicts[name, case.name] = _run_test(trusted, case, client.namespace())
-        if client is not None:
-            _grader_note(f"ran the notebook's tests in {time.monotonic() - started:.1f} s; calls into the notebook took "
-                         f"{client.used_s:.1f} s")
-            client.stop()
-            reap_ended_children([client.pid], wait_s=5)  # it ends when told to stop; its CPU time counts as grading's
-        stop_new_processes(os.getpid(), known=set())  # anything the notebook left
+            connection, tests_pid = self._listener.accept(timeout_s=15)
+            limits = {"call_limit_s": self._limits["call_timeout_s"], "total_limit_s": self._limits["tests_timeout_s"]}
+            self._collect(verdicts, connection, {"op": "notebook_tests", **limits},
+                          limits["call_limit_s"] + limits["total_limit_s"] + TESTS_SLACK_S)
+        except (remote.NotGraded, remote.ProtocolError, OSError, EOFError) as error:
+            problem = f"{type(error).__name__}: {error}"
+        stop_new_processes(os.getpid(), known={tests_pid})  # the kernel's copy, and anything the notebook left
+        reap_ended_children()
         if self._run_as is not None:
             _remove_files_of(self._run_as[0])  # what the notebook created while it ran; the submitted files are root's
+        if problem is None:
+            try:
+                self._collect(verdicts, connection, {"op": "file_tests"}, TESTS_SLACK_S + 180)
+                connection.send({"op": "exit"}, [])
+                reap_ended_children([tests_pid], wait_s=5)
+            except (remote.ProtocolError, OSError, EOFError) as error:
+                problem = f"{type(error).__name__}: {error}"
+        if problem is not None:
+            _grader_note(f"the test process failed: {problem}")
+        missing = f"❌ Not graded: the grader's test process failed ({problem}); please tell the course staff"
         rebuilt = {}
         for name, trusted in self._trusted_tests.items():
             cases = []
             for case in trusted.test_cases:
-                passed, message = verdicts.get((name, case.name)) or _run_test(trusted, case, {})
+                passed, message = verdicts.get((name, case.name), (False, missing))
                 cases.append(TestCaseResult(test_case=case, message=message, passed=passed))
             trusted.test_case_results = cases
             rebuilt[name] = trusted
         results.results = rebuilt
+
+    @staticmethod
+    def _collect(verdicts: dict, connection, command: dict, timeout_s: float) -> None:
+        """Send the test process a command and add the verdicts it answers with."""
+        import time
+
+        connection.send(command, [])
+        answer, _ = connection.receive(deadline=time.monotonic() + timeout_s)
+        for verdict in answer.get("verdicts", []):
+            if "note" in verdict:
+                _grader_note(str(verdict["note"]))
+                reap_ended_children([verdict["server_pid"]], wait_s=5)  # the kernel's copy ends when told to stop
+                continue
+            verdicts[str(verdict["file"]), str(verdict["case"])] = bool(verdict["passed"]), str(verdict["message"])
 
 
 PERMISSION_HINT = " (while it is graded, a notebook may create files but not change the submitted ones or the grader's)"
@@ -311,22 +319,6 @@ def _receive_plain_logs():
     import otter.execute.logging
 
     otter.execute.logging.LogRecordStreamHandler.unpickle = lambda self, data: _PlainDataUnpickler(io.BytesIO(data)).load()
-
-
-def _run_test(test_file, case, environment) -> tuple[bool, str]:
-    """Run one test case here, in the grader process, with `environment` (the notebook's variables, or nothing);
-    (passed, message) as otter words them."""
-    try:
-        case.body.call_func(environment)
-    except remote.NotGraded as error:
-        return False, f"❌ Not graded: {error}"
-    except Exception as error:  # noqa: BLE001 - a failed test, reported like otter reports it
-        try:
-            detail = test_file._generate_error_message(error)
-        except (AttributeError, IndexError):  # raised before the test's own code ran
-            detail = f"{type(error).__name__}: {error}"
-        return False, "❌ Test case failed\n" + detail
-    return True, "✅ Test case passed"
 
 
 MODULE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyd", ".so", ".pth")

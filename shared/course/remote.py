@@ -2,22 +2,24 @@
 
 otter would run a notebook's tests inside the notebook's own kernel, where student code can change anything a
 test relies on (torch.allclose, the test files, the grader's own objects). Here the kernel only *serves* the
-notebook's objects, and every test runs in the grader process:
+notebook's objects, and every test runs in the test process (course.test_process), which the notebook cannot
+reach:
 
 - `Server`, in the kernel (a forked copy of it, after the last cell: course.grading_guard), holds the notebook's
   functions, classes and objects and does what a test asks of them: call, read or set an attribute, index, run a
   torch function on them, run backward.
-- `Client`, in the grader, gives a test proxies for them: `RemoteObject`, and `RemoteTensor` for tensors that
-  live in the notebook (a module's parameters and buffers, their gradients, views of them), so that a test's
+- `Client`, in the test process, gives a test proxies for them: `RemoteObject`, and `RemoteTensor` for tensors
+  that live in the notebook (a module's parameters and buffers, their gradients, views of them), so that a test's
   changes in place reach the notebook's model. What comes back is plain data: None, booleans, numbers, strings,
   bytes, tensors, NumPy arrays, torch sizes, dtypes and devices, and tuples, lists, dicts and sets of these. The
-  grader builds them with its own types from a JSON header and raw bytes (`_Codec.decode`) and builds nothing
-  else: no pickle, no class of the notebook's. So every verdict is the grader's own torch comparing the grader's
-  own tensors, and no code of the notebook's runs in the grader.
-- The grader is the trusted side, so what it passes goes as data or by (dill) pickle: a model a test defines runs
-  in the notebook's process, as it would in-process. A tensor or array it passes is *mirrored*: what student
-  code does to it in place, and the gradients backward puts into it, are copied back after each request. A
-  result that requires grad takes part in the grader's autograd, and backward through it runs in the notebook.
+  test process builds them with its own types from a JSON header and raw bytes (`_Codec.decode`) and builds
+  nothing else: no pickle, no class of the notebook's. So every verdict is the test's own torch comparing the
+  test's own tensors, and no code of the notebook's runs where the tests run.
+- The tests' side is the trusted one, so what a test passes goes as data or by (dill) pickle: a model a test
+  defines runs in the notebook's process, as it would in-process. A tensor or array it passes is *mirrored*:
+  what student code does to it in place, and the gradients backward puts into it, are copied back after each
+  request. A result that requires grad takes part in the test's autograd, and backward through it runs in the
+  notebook.
 - Each request from a test has a time limit, and all of them together another. A request that runs too long is
   interrupted (SIGINT); one that ignores the interruption has its process killed, and every later request fails
   with the reason (`NotGraded`), as does every request once the process has died or broken the protocol.
@@ -39,7 +41,7 @@ import tempfile
 import time
 import traceback
 
-MAX_MESSAGE_BYTES = 32 * 2**20  # the most the grader accepts in one message from the notebook's process
+MAX_MESSAGE_BYTES = 32 * 2**20  # the most the tests' side accepts in one message from the notebook's process
 MAX_DEPTH = 60  # nesting of containers
 INTERRUPT_GRACE_S = 5.0  # how long an interrupted request may take to answer before its process is killed
 _HEADER = struct.Struct("!QI")  # payload length, JSON header length
@@ -626,28 +628,24 @@ _BUILTIN_OPERATIONS = {
 }
 
 
-def serve(namespace: dict, address: str, token: str, connected=None) -> None:
-    """Connect to the grader at `address`, prove to be the notebook's process (`token`), then serve until the grader
-    stops; `connected()` is called once the grader has been told."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(address)
+def serve(namespace: dict, sock: socket.socket) -> None:
+    """Serve `namespace` on `sock`, connected to the process that runs the tests: say which process this is, then
+    answer until told to stop."""
     connection = Connection(sock, max_bytes=None)
-    connection.send({"op": "hello", "token": token, "pid": os.getpid()}, [])
-    if connected is not None:
-        connected()
+    connection.send({"op": "hello", "pid": os.getpid()}, [])
     Server(namespace, connection).serve()
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# the grader's side
+# the tests' side (the grader's: course.test_process)
 # ---------------------------------------------------------------------------------------------------------------
 class Listener:
-    """The socket the notebook's process connects to. The address and the token go into the grader's last cell
-    (course.grading_guard forks the kernel there), which no student cell can read before it runs."""
+    """A socket another process connects to and proves itself on: with the token, and as a process of this one's user
+    (the grader listens for its test process, which keeps root while the notebook's user does not)."""
 
     def __init__(self):
         self.folder = tempfile.mkdtemp(prefix="course-tests-")
-        os.chmod(self.folder, 0o711)  # the notebook's user may connect, not list
+        os.chmod(self.folder, 0o711)  # others may connect, not list
         self.address = os.path.join(self.folder, "tests.sock")
         self.token = secrets.token_hex(16)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -655,13 +653,14 @@ class Listener:
         os.chmod(self.address, 0o777)
         self.sock.listen(8)
 
-    def accept(self, timeout_s: float, **client_options) -> "Client":
-        """The Client of the first connection that presents the token within `timeout_s`; NotGraded if none does."""
+    def accept(self, timeout_s: float) -> tuple[Connection, int]:
+        """The first connection, with its process id, whose process runs as this one's user and presents the token
+        within `timeout_s`; NotGraded if none does."""
         deadline = time.monotonic() + timeout_s
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise NotGraded("the notebook's process never connected to the grader")
+                raise NotGraded("the process that runs the tests never connected to the grader")
             self.sock.settimeout(left)
             try:
                 sock, _ = self.sock.accept()
@@ -669,14 +668,15 @@ class Listener:
                 continue
             connection = Connection(sock, max_bytes=4096)
             try:
+                _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
                 hello, _ = connection.receive(deadline=min(deadline, time.monotonic() + 5))
             except (OSError, EOFError, ProtocolError):
                 sock.close()
                 continue
-            if hello.get("op") == "hello" and type(hello.get("pid")) is int and \
+            if uid == os.geteuid() and hello.get("op") == "hello" and type(hello.get("pid")) is int and \
                     hmac.compare_digest(str(hello.get("token")), self.token):
                 connection.max_bytes = MAX_MESSAGE_BYTES
-                return Client(connection, hello["pid"], **client_options)
+                return connection, hello["pid"]
             sock.close()
 
     def close(self) -> None:
@@ -689,7 +689,7 @@ class Listener:
 
 
 class Client(_Codec):
-    """The grader's end: proxies for the notebook's objects, mirrors of the grader's, time limits."""
+    """The tests' end: proxies for the notebook's objects, mirrors of the tests' own, time limits."""
 
     def __init__(self, connection: Connection, pid: int, call_limit_s: float = 60.0, total_limit_s: float = 180.0):
         import torch
@@ -702,6 +702,18 @@ class Client(_Codec):
         self._mirrors: dict[int, list] = {}  # id(grader tensor) -> [tensor, mirror id, (version, requires_grad) sent]
         self._mirror_objects: dict[int, object] = {}  # mirror id -> the grader's tensor, array or generator
         self._anchor = torch.zeros((), requires_grad=True)  # what local autograd reaches backward through
+
+    @classmethod
+    def connected(cls, connection: Connection, timeout_s: float, **options) -> "Client":
+        """The Client of the notebook's process on `connection`, once it has said hello (within `timeout_s`)."""
+        connection.max_bytes = MAX_MESSAGE_BYTES
+        try:
+            hello, _ = connection.receive(deadline=time.monotonic() + timeout_s)
+        except (OSError, EOFError, ProtocolError):  # socket.timeout is an OSError
+            raise NotGraded("the notebook's process never started serving the tests") from None
+        if hello.get("op") != "hello" or type(hello.get("pid")) is not int:
+            raise NotGraded("the notebook's process did not say hello")
+        return cls(connection, hello["pid"], **options)
 
     def namespace(self) -> "RemoteNamespace":
         return RemoteNamespace(self)

@@ -1,0 +1,127 @@
+"""The process that runs the tests while a notebook is graded (used by course.grading_guard and course.otter_plugin).
+
+It is forked from the grading kernel in the grader's first cell, after torch is imported and before the kernel
+gives up root and runs any student cell: it shares the kernel's memory pages until either side writes them (torch
+alone is about 180 MB a process), but nothing the notebook does reaches it, since the kernel runs the notebook as
+another user. It keeps root (when grading runs as root), reads the autograder's tests, connects to the grader and
+waits. After the last cell the kernel forks a copy of itself that serves the notebook's objects on a socket pair
+made with this process (course.remote), and the grader asks:
+
+- `notebook_tests`: run every test that takes parameters, with the notebook's variables as proxies (course.remote
+  enforces the time limits, and the notebook's random generators are seeded before each test), then stop the
+  serving copy;
+- `file_tests`: run the tests that take no parameters (the exported weights'), once the grader has stopped the
+  notebook's processes and removed the files it created;
+- `exit`.
+
+The answers are plain JSON: for each test, whether it passed and the message, as otter words them.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+from course import remote
+
+SERVER_HELLO_TIMEOUT_S = 15  # how long the serving copy may take to say hello once the grader asks for the tests
+
+
+def start(server_end: socket.socket, grader_address: str, token: str, tests_dir: str) -> int:
+    """Fork the test process; returns its pid in the caller (the kernel), never returns in the child."""
+    pid = os.fork()
+    if pid:
+        return pid
+    try:
+        os.setsid()  # out of the kernel's process group, which is killed when the kernel is shut down
+        quiet = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # the kernel's output streams belong to threads this process does not have
+            os.dup2(quiet, fd)
+        sys.stdout = sys.stderr = open(os.devnull, "w")
+        # imports from here on come from the installed packages and the autograder's course library, never from
+        # the working folder, where the notebook may create files
+        sys.path[:] = [p for p in sys.path if p not in ("", ".", os.getcwd())]
+        _serve_the_grader(server_end, grader_address, token, tests_dir)
+    finally:
+        os._exit(0)
+
+
+def _serve_the_grader(server_end: socket.socket, grader_address: str, token: str, tests_dir: str) -> None:
+    from pathlib import Path
+
+    from otter.test_files import ExceptionTestFile
+
+    tests = [ExceptionTestFile.from_file(str(path)) for path in sorted(Path(tests_dir).glob("*.py"))]
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(grader_address)
+    grader = remote.Connection(sock, max_bytes=None)
+    grader.send({"op": "hello", "token": token, "pid": os.getpid()}, [])
+    while True:
+        try:
+            command, _ = grader.receive()
+        except EOFError:
+            return
+        op = command.get("op")
+        if op == "notebook_tests":
+            verdicts = _notebook_tests(tests, server_end, float(command["call_limit_s"]), float(command["total_limit_s"]))
+        elif op == "file_tests":
+            verdicts = [_verdict(test_file, case, {}) for test_file in tests for case in test_file.test_cases
+                        if not case.body._get_func_params()]
+        else:
+            return
+        grader.send({"op": "verdicts", "verdicts": verdicts}, [])
+
+
+def _notebook_tests(tests, server_end: socket.socket, call_limit_s: float, total_limit_s: float) -> list[dict]:
+    import time
+
+    started = time.monotonic()
+    try:
+        client = remote.Client.connected(remote.Connection(server_end), SERVER_HELLO_TIMEOUT_S, call_limit_s=call_limit_s,
+                                         total_limit_s=total_limit_s)
+    except remote.NotGraded as error:
+        client, unreachable = None, f"{error} (see the list of cells that raised, if any)"
+    verdicts = []
+    for test_file in tests:
+        for case in test_file.test_cases:
+            if not case.body._get_func_params():
+                continue
+            if client is None:
+                verdicts.append(_verdict(test_file, case, None, f"❌ Not graded: {unreachable}"))
+                continue
+            try:
+                client.reset()
+            except remote.NotGraded as error:
+                verdicts.append(_verdict(test_file, case, None, f"❌ Not graded: {error}"))
+                continue
+            verdicts.append(_verdict(test_file, case, client.namespace()))
+    if client is not None:
+        client.stop()
+        verdicts.append({"note": f"ran the notebook's tests in {time.monotonic() - started:.1f} s; calls into the "
+                                 f"notebook took {client.used_s:.1f} s", "server_pid": client.pid})
+    return verdicts
+
+
+def _verdict(test_file, case, environment, message: str | None = None) -> dict:
+    """Run one test case (unless `message` already says why it cannot run); what otter would report of it."""
+    if message is None:
+        passed, message = run_test(test_file, case, environment)
+    else:
+        passed = False
+    return {"file": test_file.name, "case": case.name, "passed": passed, "message": message}
+
+
+def run_test(test_file, case, environment) -> tuple[bool, str]:
+    """Run one test case with `environment` (the notebook's variables, or nothing); (passed, message) as otter
+    words them."""
+    try:
+        case.body.call_func(environment)
+    except remote.NotGraded as error:
+        return False, f"❌ Not graded: {error}"
+    except Exception as error:  # noqa: BLE001 - a failed test, reported like otter reports it
+        try:
+            detail = test_file._generate_error_message(error)
+        except (AttributeError, IndexError):  # raised before the test's own code ran
+            detail = f"{type(error).__name__}: {error}"
+        return False, "❌ Test case failed\n" + detail
+    return True, "✅ Test case passed"
