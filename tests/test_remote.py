@@ -294,12 +294,23 @@ def test_the_grader_builds_nothing_but_plain_data(reply, reason):
     try:
         with pytest.raises(remote.NotGraded, match=reason):
             client.namespace().get("anything")
-        assert "torch._dynamo" not in sys.modules or reason != "unknown dtype"
         sleeper.wait(timeout=5)  # the grader killed the process that broke the protocol
         with pytest.raises(remote.NotGraded):
             client.namespace().get("anything")
     finally:
         sleeper.kill()
+
+
+def test_names_are_looked_up_without_torchs_lazy_imports(monkeypatch):
+    """torch imports some submodules when they are first named (its module __getattr__: torch._dynamo loads the
+    compiler, tens of MB): a dtype or return type named by the notebook's process is looked up without it."""
+    asked = []
+    monkeypatch.setattr(torch, "__getattr__", lambda name: asked.append(name), raising=False)
+    for node in ({"$": "dtype", "v": "_dynamo"}, {"$": "return_type", "name": "_dynamo"}):
+        with pytest.raises(remote.ProtocolError):
+            remote._decode_plain(node["$"], node, [], None)
+    assert remote._decode_plain("dtype", {"v": "float16"}, [], None) is torch.float16
+    assert asked == []
 
 
 def test_nested_values_are_bounded():
@@ -345,6 +356,7 @@ def test_wrong(answer):
 @test_case(points=1)
 def test_file():
     assert open("submitted.txt").read() == "as submitted"
+    print("checked the submitted file")
 """
 
 
@@ -367,9 +379,11 @@ guard.serve_tests({{"answer": 42}})
 print("returned")
 """
     try:
-        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path)
-        tests_pid, returned = run.stdout.split()
-        assert returned == "returned", run.stderr[-2000:]
+        with open(tmp_path / "kernel.log", "w") as log:  # a file: the test process keeps the kernel's output open
+            subprocess.run([sys.executable, "-c", script], stdout=log, stderr=subprocess.STDOUT, timeout=60, cwd=tmp_path)
+        output = (tmp_path / "kernel.log").read_text()
+        tests_pid, returned = output.split()[:2]
+        assert returned == "returned", output[-2000:]
         connection, pid = listener.accept(timeout_s=10)
     finally:
         listener.close()
@@ -385,6 +399,7 @@ print("returned")
     connection.send({"op": "file_tests"}, [])
     verdicts, _ = connection.receive(deadline=time.monotonic() + 30)
     assert [(v["case"], v["passed"]) for v in verdicts["verdicts"]] == [("q1 - 3", True)]
+    assert verdicts["printed"] == "checked the submitted file\n", "what the tests print goes to the grader"
     connection.send({"op": "exit"}, [])
     assert _ends(pid), "the test process outlived the grader's exit"
 

@@ -18,6 +18,7 @@ The answers are plain JSON: for each test, whether it passed and the message, as
 """
 from __future__ import annotations
 
+import io
 import os
 import socket
 import sys
@@ -37,7 +38,8 @@ def start(server_end: socket.socket, grader_address: str, token: str, tests_dir:
         quiet = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):  # the kernel's output streams belong to threads this process does not have
             os.dup2(quiet, fd)
-        sys.stdout = sys.stderr = open(os.devnull, "w")
+        # what the tests print (an accuracy) goes to the grader with the verdicts, and from there to the grading log
+        sys.stdout = sys.stderr = io.StringIO()
         # imports from here on come from the installed packages and the autograder's course library, never from
         # the working folder, where the notebook may create files
         sys.path[:] = [p for p in sys.path if p not in ("", ".", os.getcwd())]
@@ -69,7 +71,9 @@ def _serve_the_grader(server_end: socket.socket, grader_address: str, token: str
                         if not case.body._get_func_params()]
         else:
             return
-        grader.send({"op": "verdicts", "verdicts": verdicts}, [])
+        printed, sys.stdout = sys.stdout.getvalue(), io.StringIO()
+        sys.stderr = sys.stdout
+        grader.send({"op": "verdicts", "verdicts": verdicts, "printed": printed[-20_000:]}, [])
 
 
 def _notebook_tests(tests, server_end: socket.socket, call_limit_s: float, total_limit_s: float) -> list[dict]:
