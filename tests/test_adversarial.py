@@ -671,3 +671,27 @@ def test_modules_in_a_submission_do_not_replace_installed_ones(reference_zip, tm
     assert not marker.exists(), "a submitted module ran while the notebook was graded"
     assert sum(_scores(results).values()) == FULL
     assert "tqdm.py" in results["output"] and "zmq/" in results["output"], results["output"]
+
+
+CRASH_WHEN_TESTED = '''
+import ctypes
+FINAL_TESTS = False
+
+def tfidf_l2(multi_hot_rows, idf):  # correct while the notebook runs; crashes its process once a test calls it
+    if FINAL_TESTS:
+        ctypes.string_at(0)
+    return (multi_hot_rows * idf) / (multi_hot_rows * idf).norm(dim=1, keepdim=True).clamp(min=1e-12)
+
+FINAL_TESTS = True
+'''
+
+
+def test_a_call_that_crashes_its_process_fails_the_tests_after_it_and_the_weights_are_still_graded(reference_zip, tmp_path):
+    """A segfault while a test calls student code ends the serving copy of the kernel, not the grading: the tests
+    before it keep their points, the tests that need the notebook after it fail with the reason, and the exported
+    weights are graded."""
+    results = _grade_appended(reference_zip, tmp_path, CRASH_WHEN_TESTED)
+    scores = _scores(results)
+    assert scores["q1_vocabulary"] == 3 and scores["q3_idf"] == 3 and scores["q6_trained_model"] == 4, scores
+    assert scores["q4_tfidf_l2"] == 0 and scores["q5_model"] == 0 and scores["q7_word_order"] == 0, scores
+    assert "stopped answering" in json.dumps(results["tests"]), results["tests"]

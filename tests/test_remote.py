@@ -343,7 +343,7 @@ TEST_FILE = """
 from otter.test_files import test_case
 OK_FORMAT = False
 name = "q1"
-points = 3
+points = 5
 
 @test_case(points=1)
 def test_answer(answer):
@@ -352,6 +352,14 @@ def test_answer(answer):
 @test_case(points=1, hidden=True)
 def test_wrong(answer):
     assert answer == 41, "never"
+
+@test_case(points=1)
+def test_crash(crash):
+    crash()
+
+@test_case(points=1)
+def test_after_the_crash(answer):
+    pass
 
 @test_case(points=1)
 def test_file():
@@ -363,7 +371,8 @@ def test_file():
 def test_the_kernel_guard_starts_the_test_process_and_forks_a_server(tmp_path):
     """The kernel's side in a process of its own: KernelGuard forks the test process before any notebook code,
     serve_tests forks the serving copy and returns; acting as the grader, this test asks the test process for the
-    notebook's tests, then the file tests; every process is gone at the end."""
+    notebook's tests (one crashes the serving copy: it and the tests after it fail at once, with the reason), then
+    the file tests; every process is gone at the end."""
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "q1.py").write_text(TEST_FILE)
     (tmp_path / "submitted.txt").write_text("as submitted")
@@ -375,7 +384,10 @@ sys.path.insert(0, {shared!r})
 from course.grading_guard import KernelGuard
 guard = KernelGuard(cell_limit_s=30, tests=({listener.address!r}, {listener.token!r}, "tests"))
 print(guard.tests_pid)
-guard.serve_tests({{"answer": 42}})
+def crash():
+    import ctypes
+    ctypes.string_at(0)
+guard.serve_tests({{"answer": 42, "crash": crash}})
 print("returned")
 """
     try:
@@ -388,17 +400,18 @@ print("returned")
     finally:
         listener.close()
     assert pid == int(tests_pid)
+    asked = time.monotonic()
     connection.send({"op": "notebook_tests", "call_limit_s": 5, "total_limit_s": 20}, [])
     verdicts, _ = connection.receive(deadline=time.monotonic() + 30)
     by_case = {v["case"]: (v["passed"], v["message"]) for v in verdicts["verdicts"] if "case" in v}
     assert by_case["q1 - 1"] == (True, "✅ Test case passed")
     assert by_case["q1 - 2"][0] is False and "AssertionError: never" in by_case["q1 - 2"][1]
-    server_pid = next(v["server_pid"] for v in verdicts["verdicts"] if "server_pid" in v)
-    assert server_pid not in (pid, int(tests_pid))
-    assert _ends(server_pid), "the serving copy outlived the tests"
+    assert "Not graded: your notebook's process stopped answering" in by_case["q1 - 3"][1], by_case["q1 - 3"]
+    assert "Not graded: your notebook's process stopped answering" in by_case["q1 - 4"][1]
+    assert time.monotonic() - asked < 5, "a crash is seen at once, not at the time limit"
     connection.send({"op": "file_tests"}, [])
     verdicts, _ = connection.receive(deadline=time.monotonic() + 30)
-    assert [(v["case"], v["passed"]) for v in verdicts["verdicts"]] == [("q1 - 3", True)]
+    assert [(v["case"], v["passed"]) for v in verdicts["verdicts"]] == [("q1 - 5", True)]
     assert verdicts["printed"] == "checked the submitted file\n", "what the tests print goes to the grader"
     connection.send({"op": "exit"}, [])
     assert _ends(pid), "the test process outlived the grader's exit"

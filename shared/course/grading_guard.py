@@ -149,7 +149,7 @@ class KernelGuard:
             from course import test_process
 
             self._tests_socket, tests_end = socket.socketpair()
-            self.tests_pid = test_process.start(tests_end, *tests)
+            self.tests_pid = test_process.start(tests_end, self._tests_socket, *tests)
             tests_end.close()
         self._processes = _descendants(self.grader_pid)  # the kernel, the tests' process, what otter started
         _no_tests_in_the_kernel()

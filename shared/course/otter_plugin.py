@@ -258,6 +258,8 @@ class CourseGradingPlugin(AbstractOtterPlugin):
 
         connection.send(command, [])
         answer, _ = connection.receive(deadline=time.monotonic() + timeout_s)
+        if answer.get("op") == "failed":
+            raise remote.ProtocolError(str(answer.get("error")))
         if answer.get("printed"):  # what the tests printed, for the grading log
             print(str(answer["printed"]), end="", file=sys.stderr, flush=True)
         for verdict in answer.get("verdicts", []):

@@ -28,12 +28,14 @@ from course import remote
 SERVER_HELLO_TIMEOUT_S = 15  # how long the serving copy may take to say hello once the grader asks for the tests
 
 
-def start(server_end: socket.socket, grader_address: str, token: str, tests_dir: str) -> int:
-    """Fork the test process; returns its pid in the caller (the kernel), never returns in the child."""
+def start(server_end: socket.socket, kernel_end: socket.socket, grader_address: str, token: str, tests_dir: str) -> int:
+    """Fork the test process, which keeps `server_end` of the socket pair the kernel's serving copy will use; returns
+    its pid in the caller (the kernel), never returns in the child."""
     pid = os.fork()
     if pid:
         return pid
     try:
+        kernel_end.close()  # held here, it would keep the pair open after the serving copy has died
         os.setsid()  # out of the kernel's process group, which is killed when the kernel is shut down
         quiet = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):  # the kernel's output streams belong to threads this process does not have
@@ -53,17 +55,23 @@ def _serve_the_grader(server_end: socket.socket, grader_address: str, token: str
 
     from otter.test_files import ExceptionTestFile
 
-    tests = [ExceptionTestFile.from_file(str(path)) for path in sorted(Path(tests_dir).glob("*.py"))]
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(grader_address)
     grader = remote.Connection(sock, max_bytes=None)
     grader.send({"op": "hello", "token": token, "pid": os.getpid()}, [])
+    try:
+        tests, broken = [ExceptionTestFile.from_file(str(path)) for path in sorted(Path(tests_dir).glob("*.py"))], None
+    except Exception as error:  # noqa: BLE001 - an autograder whose tests do not load: the grader says so
+        tests, broken = [], f"the tests do not load: {type(error).__name__}: {error}"
     while True:
         try:
             command, _ = grader.receive()
         except EOFError:
             return
         op = command.get("op")
+        if broken is not None:
+            grader.send({"op": "failed", "error": broken}, [])
+            continue
         if op == "notebook_tests":
             verdicts = _notebook_tests(tests, server_end, float(command["call_limit_s"]), float(command["total_limit_s"]))
         elif op == "file_tests":
