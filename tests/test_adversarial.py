@@ -24,8 +24,8 @@ def short_cell_limit(monkeypatch):
 
 @pytest.fixture
 def kernel_as_root(monkeypatch):
-    """The in-kernel guard on its own: the notebook keeps root, so its writes to the test files succeed and the
-    guard must undo them (when the notebook runs unprivileged they are refused before the guard is needed)."""
+    """The notebook keeps root, as every process is the same user when grading runs without root: its writes to the
+    test files succeed, so what keeps the tests intact is that they are read before it runs and run elsewhere."""
     monkeypatch.setenv("COURSE_KERNEL_USER", "")
 
 
@@ -222,13 +222,13 @@ def test_results_whose_comparisons_lie_gain_nothing(reference_zip, tmp_path):
     assert scores["q6_trained_model"] == 4, "the other questions are graded as usual"
 
 
-THREAD_UNDOING_REPAIRS = '''
+THREAD_PATCHING_AND_REWRITING = '''
 import glob, threading, time, torch
 
 def tfidf_l2(multi_hot_rows, idf):  # wrong: forgets the idf
     return multi_hot_rows / multi_hot_rows.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
-def undo_the_graders_repairs():
+def patch_torch_and_rewrite_the_tests():
     while True:
         try:
             torch.allclose = lambda *a, **k: True
@@ -236,11 +236,11 @@ def undo_the_graders_repairs():
                 name = path.split("/")[-1][:-3]
                 open(path, "w").write("from otter.test_files import test_case\\nname = %r\\npoints = 9\\n"
                                       "@test_case(points=9)\\ndef test_ok():\\n    pass\\n" % name)
-        except Exception:  # the grader may be replacing the folder right now: try again
+        except Exception:  # the folder is closed to the notebook's user: keep trying
             pass
         time.sleep(0.001)
 
-threading.Thread(target=undo_the_graders_repairs, daemon=True).start()
+threading.Thread(target=patch_torch_and_rewrite_the_tests, daemon=True).start()
 '''
 
 STUBBORN_THREAD = '''
@@ -259,8 +259,9 @@ threading.Thread(target=stubborn, daemon=True).start()
 
 
 @pytest.mark.usefixtures("kernel_as_root")
-def test_a_background_thread_cannot_undo_the_repairs(reference_zip, tmp_path):
-    results = _grade_appended(reference_zip, tmp_path, THREAD_UNDOING_REPAIRS)
+def test_a_background_thread_that_patches_and_rewrites_gains_nothing(reference_zip, tmp_path):
+    """The thread runs in the notebook's process, patching its torch and writing where the tests are not."""
+    results = _grade_appended(reference_zip, tmp_path, THREAD_PATCHING_AND_REWRITING)
     scores = _scores(results)
     assert scores["q4_tfidf_l2"] == 0, scores
     assert sum(scores.values()) <= FULL - 2 and max(t["max_score"] for t in results["tests"] if "score" in t) <= 4
@@ -531,6 +532,33 @@ def test_rewriting_the_autograders_own_tests_gains_nothing(reference_zip, tmp_pa
     """The grader reads its tests from ../source/tests before the kernel starts; rewriting either copy gains nothing."""
     scores = _scores(_grade_appended(reference_zip, tmp_path, SOURCE_TESTS_REWRITE))
     assert scores["q4_tfidf_l2"] == 0, scores
+
+
+TESTS_TURNED_INTO_PASSES = '''
+import glob, os
+for path in glob.glob("../source/tests/*.py") + glob.glob("tests/*.py"):
+    try:  # keeps every test case's name and points, and makes its body do nothing
+        os.chmod(path, 0o644)
+        with open(path, "a") as test_file:
+            test_file.write("\\nfor _case in list(globals().values()):\\n"
+                            "    if type(_case).__name__ == 'test_case':\\n        _case.test_func = lambda: None\\n"
+                            "del _case\\n")
+    except OSError:  # refused when the notebook runs unprivileged
+        pass
+'''
+
+
+@pytest.mark.usefixtures("kernel_as_root")
+def test_rewriting_the_tests_in_the_first_cell_as_the_same_user_gains_nothing(reference_zip, tmp_path):
+    """When the notebook's user may write the test files (grading without root), its first cell is still too late:
+    the kernel runs no student cell before the test process has read the tests."""
+    def edit(notebook):
+        _insert_after_imports(TESTS_TURNED_INTO_PASSES)(notebook)
+        notebook.cells.append(nbformat.v4.new_code_cell(WRONG_TFIDF))
+
+    scores = _scores(_grade_edited(reference_zip, tmp_path, edit))
+    assert scores["q4_tfidf_l2"] == 0, scores
+    assert sum(scores.values()) <= FULL - 2, scores
 
 
 GRADER_CODE_REWRITE = '''

@@ -3,9 +3,9 @@
 It is forked from the grading kernel in the grader's first cell, after torch is imported and before the kernel
 gives up root and runs any student cell: it shares the kernel's memory pages until either side writes them (torch
 alone is about 180 MB a process), but nothing the notebook does reaches it, since the kernel runs the notebook as
-another user. It keeps root (when grading runs as root), reads the autograder's tests, connects to the grader and
-waits. After the last cell the kernel forks a copy of itself that serves the notebook's objects on a socket pair
-made with this process (course.remote), and the grader asks:
+another user. It keeps root (when grading runs as root), reads the autograder's tests (the kernel waits until it
+has), connects to the grader and waits. After the last cell the kernel forks a copy of itself that serves the
+notebook's objects on a socket pair made with this process (course.remote), and the grader asks:
 
 - `notebook_tests`: run every test that takes parameters, with the notebook's variables as proxies (course.remote
   enforces the time limits, and the notebook's random generators are seeded before each test), then stop the
@@ -26,15 +26,25 @@ import sys
 from course import remote
 
 SERVER_HELLO_TIMEOUT_S = 15  # how long the serving copy may take to say hello once the grader asks for the tests
+TESTS_LOADED_TIMEOUT_S = 30  # how long the kernel waits for the test process to read the tests
 
 
 def start(server_end: socket.socket, kernel_end: socket.socket, grader_address: str, token: str, tests_dir: str) -> int:
     """Fork the test process, which keeps `server_end` of the socket pair the kernel's serving copy will use; returns
-    its pid in the caller (the kernel), never returns in the child."""
+    its pid in the caller (the kernel) once the tests are read, never returns in the child."""
+    import select
+
+    loaded_read, loaded_write = os.pipe()
     pid = os.fork()
     if pid:
+        os.close(loaded_write)
+        # wait until the tests are in the test process's memory: a student cell that rewrites the files afterwards
+        # changes nothing even when every process is the same user (grading without root)
+        select.select([loaded_read], [], [], TESTS_LOADED_TIMEOUT_S)
+        os.close(loaded_read)
         return pid
     try:
+        os.close(loaded_read)
         kernel_end.close()  # held here, it would keep the pair open after the serving copy has died
         os.setsid()  # out of the kernel's process group, which is killed when the kernel is shut down
         quiet = os.open(os.devnull, os.O_RDWR)
@@ -45,24 +55,30 @@ def start(server_end: socket.socket, kernel_end: socket.socket, grader_address: 
         # imports from here on come from the installed packages and the autograder's course library, never from
         # the working folder, where the notebook may create files
         sys.path[:] = [p for p in sys.path if p not in ("", ".", os.getcwd())]
-        _serve_the_grader(server_end, grader_address, token, tests_dir)
+        tests, broken = _load_tests(tests_dir)
+        os.close(loaded_write)  # the kernel goes on
+        _serve_the_grader(server_end, grader_address, token, tests, broken)
     finally:
         os._exit(0)
 
 
-def _serve_the_grader(server_end: socket.socket, grader_address: str, token: str, tests_dir: str) -> None:
+def _load_tests(tests_dir: str):
+    """The autograder's test files, and None; or no tests and why they do not load (the grader reports it)."""
     from pathlib import Path
 
     from otter.test_files import ExceptionTestFile
 
+    try:
+        return [ExceptionTestFile.from_file(str(path)) for path in sorted(Path(tests_dir).glob("*.py"))], None
+    except Exception as error:  # noqa: BLE001 - an autograder whose tests do not load: the grader says so
+        return [], f"the tests do not load: {type(error).__name__}: {error}"
+
+
+def _serve_the_grader(server_end: socket.socket, grader_address: str, token: str, tests, broken) -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(grader_address)
     grader = remote.Connection(sock, max_bytes=None)
     grader.send({"op": "hello", "token": token, "pid": os.getpid()}, [])
-    try:
-        tests, broken = [ExceptionTestFile.from_file(str(path)) for path in sorted(Path(tests_dir).glob("*.py"))], None
-    except Exception as error:  # noqa: BLE001 - an autograder whose tests do not load: the grader says so
-        tests, broken = [], f"the tests do not load: {type(error).__name__}: {error}"
     while True:
         try:
             command, _ = grader.receive()
