@@ -96,19 +96,53 @@ def test_removing_skip_tags_does_not_retrain(reference_zip, tmp_path):
     assert "CellTimeLimitExceeded" not in (results.get("output") or ""), results.get("output")
 
 
-def test_pickle_weights_never_execute(reference_zip, tmp_path):
+def _bad_weights(case, reference_weights, path, marker):
+    """Write the kind of broken weights file `case` names, made from the reference's tensors."""
     import pickle
 
-    marker = tmp_path / "pwned"
+    import torch
+    from safetensors.torch import save_file
 
-    class Payload:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
+    state = dict(reference_weights)
+    if case == "wrong keys":
+        state["mlp.9.weight"] = state.pop("mlp.6.weight")
+    elif case == "wrong shape":
+        state["mlp.6.weight"] = state["mlp.6.weight"].t().contiguous()
+    elif case == "NaN":
+        state["mlp.3.bias"] = torch.full_like(state["mlp.3.bias"], float("nan"))
+    elif case == "pickle":
+        class Payload:
+            def __reduce__(self):
+                return (open, (str(marker), "w"))
+        path.write_bytes(pickle.dumps(Payload()))
+        return
+    elif case == "over the cap":  # a valid file with one more tensor, 51 MB of it: refused before it is read
+        state["padding"] = torch.zeros(51 * 2**20 // 4)
+    save_file(state, str(path))
+
+
+@pytest.mark.parametrize("case,message", [
+    ("wrong keys", "has the wrong tensors: missing ['mlp.6.weight'], unexpected ['mlp.9.weight']"),
+    ("wrong shape", "'mlp.6.weight' has shape (16, 1), expected (1, 16)"),
+    ("NaN", "'mlp.3.bias' contains NaN or infinite values"),
+    ("pickle", "is not a safetensors file"),
+    ("over the cap", "over the 50 MB cap"),
+])
+def test_bad_weights_lose_only_the_model_question_with_a_message_and_never_execute(reference_zip, tmp_path, case,
+                                                                                  message):
+    from safetensors.torch import load
+
+    with zipfile.ZipFile(reference_zip) as zf:
+        reference_weights = load(zf.read("a1_weights.safetensors"))
+    marker = tmp_path / "pwned"
     notebook = _notebook(reference_zip, tmp_path)
-    (tmp_path / "a1_weights.safetensors").write_bytes(pickle.dumps(Payload()))
+    _bad_weights(case, reference_weights, tmp_path / "a1_weights.safetensors", marker)
     results = grade(notebook, A1, tmp_path / "out", quiet=True)
-    assert _scores(results)["q6_trained_model"] == 0
-    assert not marker.exists()
+    by_question = {t["name"]: t for t in results["tests"] if "score" in t}
+    assert by_question["q6_trained_model"]["score"] == 0
+    assert message in by_question["q6_trained_model"]["output"], by_question["q6_trained_model"]["output"]
+    assert sum(t["score"] for t in by_question.values()) == FULL - 4, _scores(results)
+    assert not marker.exists(), "loading the weights ran code"
 
 
 def test_notebook_of_another_assignment_is_named(reference_zip, tmp_path):
