@@ -114,13 +114,10 @@ def copy_autograder_zip(assignment: Assignment, dist: Path) -> None:
                 target.writestr(item.filename.removeprefix("files/"), content)
 
 
-KERNEL_MEMORY_MB = 1536  # data the grading kernel may allocate beyond its libraries
-
-
 def _with_guard(config: dict, assignment: Assignment) -> dict:
     """Enable course.otter_plugin (time limits, memory cap, assignment check) in otter's config; the time limits are
-    the plugin's defaults, written out so that the zip states them."""
-    from course.otter_plugin import TIME_LIMITS
+    the plugin's defaults, and its memory cap, written out so that the zip states them."""
+    from course.otter_plugin import KERNEL_MEMORY_MB, TIME_LIMITS
 
     config["plugins"] = [*config.get("plugins", []), {"course.otter_plugin.CourseGradingPlugin": {
         "assignment": assignment.name, **TIME_LIMITS, "memory_mb": KERNEL_MEMORY_MB}}]

@@ -4,6 +4,7 @@ Each case edits the reference notebook the way a student could; the grader must 
 bounded time, a results.json with a message, no points gained.
 """
 import json
+import sys
 import zipfile
 
 import nbformat
@@ -67,11 +68,27 @@ def test_long_cell_is_stopped_and_named_and_the_rest_is_graded(reference_zip, tm
     assert "CellTimeLimitExceeded" in results["output"] and "cell 5" in results["output"], results.get("output")
 
 
-def test_memory_bomb_fails_its_cell_not_the_kernel(reference_zip, tmp_path):
+def test_memory_bomb_fails_its_cell_not_the_kernel_within_gradescopes_memory(reference_zip, tmp_path):
+    """The kernel may allocate only so much data (the zip's memory_mb), so that a cell that allocates without end
+    gets a MemoryError, named, while the whole grading tree stays inside Gradescope's default 768 MB: were the
+    container's limit reached first, its OOM killer would end the kernel or the grader, and every question would be
+    lost. Graded in the Gradescope environment, with the memory of every process measured as `make bench-grading`
+    does (1,923 MB with the earlier 1,536 MB data cap; 622 MB with 256 MB)."""
+    from autograder.assignments import ROOT
+    from autograder.bench import measure
+
+    python = ROOT / "build" / "gradescope-env" / "bin" / "python"
+    assert python.exists(), "run `make gradescope-env` (make test builds it)"
     bomb = "def hog():\n    held = []\n    while True:\n        held.append(bytearray(50 * 2**20))\nhog()"
-    results = _grade_with(reference_zip, tmp_path, bomb)
+    notebook = _notebook(reference_zip, tmp_path, _insert_after_imports(bomb))
+    with zipfile.ZipFile(reference_zip) as zf:
+        (tmp_path / "a1_weights.safetensors").write_bytes(zf.read("a1_weights.safetensors"))
+    row = measure([sys.executable, "-m", "autograder.grade", str(notebook), "--assignment", A1.name,
+                   "--out", str(tmp_path / "out"), "--python", str(python)])
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert sum(_scores(results).values()) == FULL, "the kernel must survive and every question be graded"
-    assert "MemoryError" in results["output"]
+    assert "cell 5, 'def hog():': MemoryError" in results["output"], results.get("output")
+    assert row["peak_mb"] <= 700, f"grading peaked at {row['peak_mb']} MB: too close to Gradescope's 768 MB"
 
 
 @pytest.mark.parametrize("source", ["import os\nos._exit(0)", "import ctypes\nctypes.string_at(0)"])

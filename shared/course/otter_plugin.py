@@ -90,6 +90,10 @@ del _KernelGuard
 # per cell; all cells (so the tests still run within Gradescope's 10 minutes); per call from a test into student
 # code; all those calls together
 TIME_LIMITS = {"cell_timeout_s": 120, "notebook_timeout_s": 420, "call_timeout_s": 60, "tests_timeout_s": 180}
+# data the grading kernel may allocate beyond its libraries: the references need far less, and with a cell that
+# allocates without end the whole grading tree peaks at about 620 MB, inside Gradescope's default 768 MB (at
+# 1,536 MB it reached 1.9 GB, where the container's OOM killer, not a MemoryError, would have ended grading)
+KERNEL_MEMORY_MB = 256
 
 
 TRUSTED_TESTS = os.path.join("..", "source", "tests")  # the autograder's tests, beside the submission folder
@@ -157,7 +161,7 @@ class CourseGradingPlugin(AbstractOtterPlugin):
         self._listener = remote.Listener()
         state = f"{STATE_PREFIX}{secrets.token_hex(8)}__"
         cells = [nbformat.v4.new_code_cell(GUARD_SOURCE.format(
-            state=state, grader_pid=os.getpid(), extra_mb=int(self.plugin_config.get("memory_mb", 2048)),
+            state=state, grader_pid=os.getpid(), extra_mb=int(self.plugin_config.get("memory_mb", KERNEL_MEMORY_MB)),
             threads=int(self.plugin_config.get("threads", 1)), run_as=self._run_as,
             tests=(self._listener.address, self._listener.token, os.path.abspath(TRUSTED_TESTS)), **limits))]
         for number, cell in enumerate(submission.cells, 1):
