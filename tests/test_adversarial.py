@@ -68,27 +68,46 @@ def test_long_cell_is_stopped_and_named_and_the_rest_is_graded(reference_zip, tm
     assert "CellTimeLimitExceeded" in results["output"] and "cell 5" in results["output"], results.get("output")
 
 
-def test_memory_bomb_fails_its_cell_not_the_kernel_within_gradescopes_memory(reference_zip, tmp_path):
-    """The kernel may allocate only so much data (the zip's memory_mb), so that a cell that allocates without end
-    gets a MemoryError, named, while the whole grading tree stays inside Gradescope's default 768 MB: were the
-    container's limit reached first, its OOM killer would end the kernel or the grader, and every question would be
-    lost. Graded in the Gradescope environment, with the memory of every process measured as `make bench-grading`
-    does (1,923 MB with the earlier 1,536 MB data cap; 622 MB with 256 MB)."""
+def _grade_measured_in_gradescopes_environment(notebook, tmp_path):
+    """Grade as `make bench-grading` does: in the Gradescope environment, with the memory of every process measured;
+    (results, peak MB)."""
     from autograder.assignments import ROOT
     from autograder.bench import measure
 
     python = ROOT / "build" / "gradescope-env" / "bin" / "python"
     assert python.exists(), "run `make gradescope-env` (make test builds it)"
-    bomb = "def hog():\n    held = []\n    while True:\n        held.append(bytearray(50 * 2**20))\nhog()"
-    notebook = _notebook(reference_zip, tmp_path, _insert_after_imports(bomb))
-    with zipfile.ZipFile(reference_zip) as zf:
-        (tmp_path / "a1_weights.safetensors").write_bytes(zf.read("a1_weights.safetensors"))
     row = measure([sys.executable, "-m", "autograder.grade", str(notebook), "--assignment", A1.name,
                    "--out", str(tmp_path / "out"), "--python", str(python)])
-    results = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert sum(_scores(results).values()) == FULL, "the kernel must survive and every question be graded"
-    assert "cell 5, 'def hog():': MemoryError" in results["output"], results.get("output")
-    assert row["peak_mb"] <= 700, f"grading peaked at {row['peak_mb']} MB: too close to Gradescope's 768 MB"
+    return json.loads((tmp_path / "out" / "results.json").read_text()), row["peak_mb"]
+
+
+ALLOCATE_WITHOUT_END = "    held = []\n    while True:\n        held.append(bytearray(50 * 2**20))\n"
+
+
+@pytest.mark.parametrize("where", ["cell", "call from a test"])
+def test_memory_bomb_fails_alone_within_gradescopes_memory(reference_zip, tmp_path, where):
+    """The notebook's processes may allocate only so much data (the zip's memory_mb), so that code that allocates
+    without end gets a MemoryError, named, while the whole grading tree stays inside Gradescope's default 768 MB:
+    were the container's limit reached first, its OOM killer would end the kernel or the grader, and every question
+    would be lost. With the earlier 1,536 MB data cap the cell case peaked at 1,923 MB; with 256 MB, at 622 MB."""
+    if where == "cell":
+        edit = _insert_after_imports("def hog():\n" + ALLOCATE_WITHOUT_END + "hog()")
+    else:  # in the kernel's serving copy, while the tests call it
+        def edit(notebook):
+            notebook.cells.append(nbformat.v4.new_code_cell("def tfidf_l2(multi_hot_rows, idf):\n" + ALLOCATE_WITHOUT_END))
+    notebook = _notebook(reference_zip, tmp_path, edit)
+    with zipfile.ZipFile(reference_zip) as zf:
+        (tmp_path / "a1_weights.safetensors").write_bytes(zf.read("a1_weights.safetensors"))
+    results, peak_mb = _grade_measured_in_gradescopes_environment(notebook, tmp_path)
+    scores = _scores(results)
+    if where == "cell":
+        assert sum(scores.values()) == FULL, "the kernel must survive and every question be graded"
+        assert "cell 5, 'def hog():': MemoryError" in results["output"], results.get("output")
+    else:  # q5's model uses tfidf_l2 too
+        q4 = next(t for t in results["tests"] if t["name"] == "q4_tfidf_l2")
+        assert scores["q4_tfidf_l2"] == 0 and "MemoryError:  (raised in tfidf_l2()" in q4["output"], q4["output"]
+        assert sum(v for k, v in scores.items() if k not in ("q4_tfidf_l2", "q5_model")) == FULL - 5, scores
+    assert peak_mb <= 700, f"grading peaked at {peak_mb} MB: too close to Gradescope's 768 MB"
 
 
 @pytest.mark.parametrize("source", ["import os\nos._exit(0)", "import ctypes\nctypes.string_at(0)"])
