@@ -474,6 +474,34 @@ def test_a_call_from_the_tests_that_never_returns_is_stopped_and_the_rest_is_gra
     assert "tfidf_l2(), called by a test, ran longer than 3 s" in json.dumps(results["tests"])
 
 
+EVERYTHING_ENDLESS_WHEN_TESTED = '''
+import time, types
+
+def _endless(*args, **kwargs):
+    time.sleep(10_000)
+
+for _name, _value in list(globals().items()):  # every function and class the notebook defined
+    if not _name.startswith("_") and isinstance(_value, (types.FunctionType, type)) and _value.__module__ == "__main__":
+        globals()[_name] = _endless
+'''
+
+
+def test_calls_that_use_up_the_tests_time_fail_the_rest_and_the_weights_are_still_graded(reference_zip, tmp_path,
+                                                                                          monkeypatch):
+    """Every test's call runs until it is stopped, until the time for all of them is used up: the tests after that
+    fail at once with that reason, and the exported weights are graded all the same. (The reset between tests
+    counted as such a call; used up, it ended the test process, and every question scored 0 with "the grader's
+    test process failed".)"""
+    monkeypatch.setenv("COURSE_CALL_TIMEOUT_S", "2")
+    monkeypatch.setenv("COURSE_TESTS_TIMEOUT_S", "5")
+    results = _grade_appended(reference_zip, tmp_path, EVERYTHING_ENDLESS_WHEN_TESTED)
+    scores = _scores(results)
+    assert scores["q6_trained_model"] == 4 and sum(scores.values()) == 4, scores
+    messages = json.dumps(results["tests"])
+    assert "ran longer than 2 s" in messages and "used up the 5 s allowed for all of them" in messages, messages[:3000]
+    assert "test process failed" not in messages, messages[:3000]
+
+
 def test_cells_that_together_run_too_long_are_stopped_and_named(reference_zip, tmp_path, monkeypatch):
     """Each cell under its own limit, but together over the notebook's: the cell that crosses it is stopped,
     later cells are skipped with a message, and the questions are still graded."""
@@ -483,7 +511,7 @@ def test_cells_that_together_run_too_long_are_stopped_and_named(reference_zip, t
     results = _grade_appended(reference_zip, tmp_path, sleep, sleep, "print('never runs')")
     assert sum(_scores(results).values()) == FULL, results.get("output")
     cells = len(nbformat.read(tmp_path / f"{A1.name}.ipynb", as_version=4).cells)
-    assert f"cell {cells - 1} (import time) was stopped when the notebook's cells reached the 20 s" in results["output"]
+    assert f"cell {cells - 1} (import time) was stopped by the grader when the notebook's cells reached the 20 s" in results["output"]
     assert f"cell {cells} (print('never runs')) was not run" in results["output"], results["output"]
 
 

@@ -73,3 +73,17 @@ def test_gradescope_requirements_pin_the_repository_versions():
     assert {name: repo.get(name) for name in gradescope} == gradescope
     for name in ASSIGNMENTS:
         assert '# python_version: "3.11"' in (ROOT / "solutions" / name / f"{name}.py").read_text(), name
+
+
+def test_the_zips_time_limits_leave_gradescope_time_to_report():
+    """Gradescope ends grading at 10 minutes with no results at all, so the budgets a submission can use up (all
+    cells, all calls from the tests) must leave time for the rest. A submission that used up both was graded here
+    in 435 s (a5: 300 + 120 s of budgets, 15.8 CPU-s of the grader's own work, about twice that at 0.5 vCPU)."""
+    from autograder.build import _with_guard
+    from course.otter_plugin import GRADESCOPE_TIMEOUT_S
+
+    config = _with_guard({}, ASSIGNMENTS["a5_transformer"])["plugins"][-1]["course.otter_plugin.CourseGradingPlugin"]
+    assert config["cell_timeout_s"] <= config["notebook_timeout_s"]
+    assert config["call_timeout_s"] <= config["tests_timeout_s"]
+    the_graders_own_work_s = 120  # starting kernels, the exported-weights tests: 15.8 CPU-s, about 32 s at 0.5 vCPU
+    assert config["notebook_timeout_s"] + config["tests_timeout_s"] + the_graders_own_work_s <= GRADESCOPE_TIMEOUT_S

@@ -427,3 +427,19 @@ def _ends(pid: int, within_s: float = 5) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_failure_messages_keep_their_quotes():
+    """otter strips quotes from every exception's message (meant for KeyError's repr); the test process keeps
+    them for other exceptions, so a student reads "'NoneType' object is not callable"."""
+    from otter.test_files import ExceptionTestFile
+
+    from course.test_process import run_test
+
+    test_file = ExceptionTestFile.from_string(
+        "from otter.test_files import test_case\nOK_FORMAT = False\nname = 'q1'\npoints = 2\n"
+        "@test_case(points=1)\ndef test_call(model):\n    model()\n"
+        "@test_case(points=1)\ndef test_key(model):\n    {}['weight']\n", path="q1.py")
+    call, key = (run_test(test_file, case, {"model": None}) for case in test_file.test_cases)
+    assert call[0] is False and call[1].endswith("TypeError: 'NoneType' object is not callable"), call
+    assert key[0] is False and key[1].endswith("KeyError: weight"), key

@@ -133,7 +133,7 @@ class KernelGuard:
     """Cell time limits, the switch to an unprivileged user, and the processes that run the tests and serve the
     notebook to them."""
 
-    def __init__(self, grader_pid: int | None = None, cell_limit_s: float = 120, notebook_limit_s: float = 420,
+    def __init__(self, grader_pid: int | None = None, cell_limit_s: float = 120, notebook_limit_s: float = 300,
                  run_as: tuple[int, int, str] | None = None, tests: tuple[str, str, str] | None = None):
         """`tests` (the grader's address, its token, the folder of the tests): start the process that runs the tests
         now, before any student cell (course.test_process). `run_as` (uid, gid, home): then give up root for that
@@ -187,11 +187,12 @@ class KernelGuard:
             raise CellTimeLimitExceeded(f"cell {number} ({label}) was not run: the notebook's cells used up the "
                                         f"{self.notebook_limit_s:g} s the grader allows for all of them")
         seconds = min(self.cell_limit_s, left)
-        reason = (f"ran longer than {seconds:g} s" if seconds == self.cell_limit_s else
-                  f"was stopped when the notebook's cells reached the {self.notebook_limit_s:g} s allowed for all of them")
+        reason = (f"ran longer than {seconds:g} s and was stopped by the grader" if seconds == self.cell_limit_s else
+                  f"was stopped by the grader when the notebook's cells reached the {self.notebook_limit_s:g} s "
+                  f"allowed for all of them")
 
         def stop(signum, frame):
-            raise CellTimeLimitExceeded(f"cell {number} ({label}) {reason} and was stopped by the grader")
+            raise CellTimeLimitExceeded(f"cell {number} ({label}) {reason}")
         signal.signal(signal.SIGALRM, stop)
         signal.setitimer(signal.ITIMER_REAL, seconds)
 

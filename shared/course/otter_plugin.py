@@ -87,9 +87,12 @@ del _KernelGuard
 
 # time limits (config key: default seconds); the environment variable COURSE_<KEY> overrides the zip's value
 # (the repository's tests use that)
-# per cell; all cells (so the tests still run within Gradescope's 10 minutes); per call from a test into student
-# code; all those calls together
-TIME_LIMITS = {"cell_timeout_s": 120, "notebook_timeout_s": 420, "call_timeout_s": 60, "tests_timeout_s": 180}
+# per cell; all cells; per call from a test into student code; all those calls together. A submission that uses
+# every second of both budgets takes 420 s of student time; the rest of Gradescope's 10 minutes (GRADESCOPE_TIMEOUT_S)
+# is for starting the kernel and the exported-weights tests at 0.5 vCPU (about 2x the CPU seconds bench-grading
+# measures, under 40 s): past it Gradescope ends grading with no results at all
+TIME_LIMITS = {"cell_timeout_s": 120, "notebook_timeout_s": 300, "call_timeout_s": 60, "tests_timeout_s": 120}
+GRADESCOPE_TIMEOUT_S = 600
 # data the grading kernel may allocate beyond its libraries: the references need far less, and with a cell that
 # allocates without end the whole grading tree peaks at about 620 MB, inside Gradescope's default 768 MB (at
 # 1,536 MB it reached 1.9 GB, where the container's OOM killer, not a MemoryError, would have ended grading)
@@ -223,26 +226,32 @@ class CourseGradingPlugin(AbstractOtterPlugin):
         them) as proxies served by the kernel's copy. Then the notebook's processes are stopped and the files it
         created removed, and the tests with no parameters check the submitted files (the exported weights).
         """
-        verdicts, problem, tests_pid = {}, None, None
+        verdicts, problems, tests_pid, connection = {}, [], None, None
         try:
             connection, tests_pid = self._listener.accept(timeout_s=15)
             limits = {"call_limit_s": self._limits["call_timeout_s"], "total_limit_s": self._limits["tests_timeout_s"]}
             self._collect(verdicts, connection, {"op": "notebook_tests", **limits},
                           limits["call_limit_s"] + limits["total_limit_s"] + TESTS_SLACK_S)
+        except TestProcessFailed as error:  # it answered, and can still check the submitted files
+            problems.append(str(error))
         except (remote.NotGraded, remote.ProtocolError, OSError, EOFError) as error:
-            problem = f"{type(error).__name__}: {error}"
+            problems.append(f"{type(error).__name__}: {error}")
+            connection = None
         stop_new_processes(os.getpid(), known={tests_pid})  # the kernel's copy, and anything the notebook left
         reap_ended_children()
         if self._run_as is not None:
             _remove_files_of(self._run_as[0])  # what the notebook created while it ran; the submitted files are root's
-        if problem is None:
+        if connection is not None:
             try:
                 self._collect(verdicts, connection, {"op": "file_tests"}, TESTS_SLACK_S + 180)
                 connection.send({"op": "exit"}, [])
                 reap_ended_children([tests_pid], wait_s=5)
+            except TestProcessFailed as error:
+                problems.append(str(error))
             except (remote.ProtocolError, OSError, EOFError) as error:
-                problem = f"{type(error).__name__}: {error}"
-        if problem is not None:
+                problems.append(f"{type(error).__name__}: {error}")
+        problem = "; ".join(dict.fromkeys(problems))
+        if problem:
             _grader_note(f"the test process failed: {problem}")
         missing = f"❌ Not graded: the grader's test process failed ({problem}); please tell the course staff"
         rebuilt = {}
@@ -263,7 +272,7 @@ class CourseGradingPlugin(AbstractOtterPlugin):
         connection.send(command, [])
         answer, _ = connection.receive(deadline=time.monotonic() + timeout_s)
         if answer.get("op") == "failed":
-            raise remote.ProtocolError(str(answer.get("error")))
+            raise TestProcessFailed(str(answer.get("error")))
         if answer.get("printed"):  # what the tests printed, for the grading log
             print(str(answer["printed"]), end="", file=sys.stderr, flush=True)
         for verdict in answer.get("verdicts", []):
@@ -272,6 +281,10 @@ class CourseGradingPlugin(AbstractOtterPlugin):
                 reap_ended_children([verdict["server_pid"]], wait_s=5)  # the kernel's copy ends when told to stop
                 continue
             verdicts[str(verdict["file"]), str(verdict["case"])] = bool(verdict["passed"]), str(verdict["message"])
+
+
+class TestProcessFailed(Exception):
+    """The test process answered that it could not do what it was asked (its tests do not load, or a bug)."""
 
 
 PERMISSION_HINT = " (while it is graded, a notebook may create files but not change the submitted ones or the grader's)"

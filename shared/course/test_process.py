@@ -85,16 +85,25 @@ def _serve_the_grader(server_end: socket.socket, grader_address: str, token: str
         except EOFError:
             return
         op = command.get("op")
+        if op not in ("notebook_tests", "file_tests"):
+            return
         if broken is not None:
             grader.send({"op": "failed", "error": broken}, [])
             continue
-        if op == "notebook_tests":
-            verdicts = _notebook_tests(tests, server_end, float(command["call_limit_s"]), float(command["total_limit_s"]))
-        elif op == "file_tests":
-            verdicts = [_verdict(test_file, case, {}) for test_file in tests for case in test_file.test_cases
-                        if not case.body._get_func_params()]
-        else:
-            return
+        try:
+            if op == "notebook_tests":
+                verdicts = _notebook_tests(tests, server_end, float(command["call_limit_s"]),
+                                           float(command["total_limit_s"]))
+            else:
+                verdicts = [_verdict(test_file, case, {}) for test_file in tests for case in test_file.test_cases
+                            if not case.body._get_func_params()]
+        except Exception as error:  # noqa: BLE001 - a bug here: said to the grader, which goes on with the next step
+            import traceback
+
+            where = traceback.extract_tb(error.__traceback__)[-1]
+            grader.send({"op": "failed", "error": f"{op}: {type(error).__name__}: {error} "
+                                                  f"({os.path.basename(where.filename)}, line {where.lineno})"}, [])
+            continue
         printed, sys.stdout = sys.stdout.getvalue(), io.StringIO()
         sys.stderr = sys.stdout
         grader.send({"op": "verdicts", "verdicts": verdicts, "printed": printed[-20_000:]}, [])
@@ -121,6 +130,10 @@ def _notebook_tests(tests, server_end: socket.socket, call_limit_s: float, total
                 client.reset()
             except remote.NotGraded as error:
                 verdicts.append(_verdict(test_file, case, None, f"❌ Not graded: {error}"))
+                continue
+            except remote.CallTimeLimitExceeded:  # the reset between tests counts: the notebook may have patched it
+                verdicts.append(_verdict(test_file, case, None, "❌ Not graded: calls from the tests into your code "
+                                         f"used up the {total_limit_s:g} s allowed for all of them"))
                 continue
             verdicts.append(_verdict(test_file, case, client.namespace()))
     if client is not None:
@@ -149,6 +162,10 @@ def run_test(test_file, case, environment) -> tuple[bool, str]:
     except Exception as error:  # noqa: BLE001 - a failed test, reported like otter reports it
         try:
             detail = test_file._generate_error_message(error)
+            stripped, text = str(error).strip("'"), str(error)
+            if stripped != text and not isinstance(error, KeyError) and detail.endswith(stripped):
+                # otter strips quotes from every message, for KeyError's sake ("NoneType' object is not callable")
+                detail = detail[:len(detail) - len(stripped)] + text
         except (AttributeError, IndexError):  # raised before the test's own code ran
             detail = f"{type(error).__name__}: {error}"
         return False, "❌ Test case failed\n" + detail
