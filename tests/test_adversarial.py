@@ -13,7 +13,7 @@ import pytest
 
 from autograder.assignments import ASSIGNMENTS
 from autograder.grade import grade
-from test_grading import FULL, _insert_after_imports, _notebook
+from test_grading import FULL, _insert_after_imports, _notebook, gradescope_python
 
 A1 = ASSIGNMENTS["a1_tfidf"]
 
@@ -71,11 +71,9 @@ def test_long_cell_is_stopped_and_named_and_the_rest_is_graded(reference_zip, tm
 def _grade_measured_in_gradescopes_environment(notebook, tmp_path):
     """Grade as `make bench-grading` does: in the Gradescope environment, with the memory of every process measured;
     (results, peak MB)."""
-    from autograder.assignments import ROOT
     from autograder.bench import measure
 
-    python = ROOT / "build" / "gradescope-env" / "bin" / "python"
-    assert python.exists(), "run `make gradescope-env` (make test builds it)"
+    python = gradescope_python()
     row = measure([sys.executable, "-m", "autograder.grade", str(notebook), "--assignment", A1.name,
                    "--out", str(tmp_path / "out"), "--python", str(python)])
     return json.loads((tmp_path / "out" / "results.json").read_text()), row["peak_mb"]
@@ -306,7 +304,7 @@ def patch_torch_and_rewrite_the_tests():
                 name = path.split("/")[-1][:-3]
                 open(path, "w").write("from otter.test_files import test_case\\nname = %r\\npoints = 9\\n"
                                       "@test_case(points=9)\\ndef test_ok():\\n    pass\\n" % name)
-        except Exception:  # the folder is closed to the notebook's user: keep trying
+        except Exception:  # refused, or a file another write holds: keep trying
             pass
         time.sleep(0.001)
 
@@ -330,7 +328,8 @@ threading.Thread(target=stubborn, daemon=True).start()
 
 @pytest.mark.usefixtures("kernel_as_root")
 def test_a_background_thread_that_patches_and_rewrites_gains_nothing(reference_zip, tmp_path):
-    """The thread runs in the notebook's process, patching its torch and writing where the tests are not."""
+    """The thread runs in the notebook's process: it patches that process's torch and, as root here, rewrites the
+    test files, but the tests were read before any student cell ran and run in another process."""
     results = _grade_appended(reference_zip, tmp_path, THREAD_PATCHING_AND_REWRITING)
     scores = _scores(results)
     assert scores["q4_tfidf_l2"] == 0, scores
@@ -647,9 +646,22 @@ for path in glob.glob("../source/tests/*.py") + glob.glob("tests/*.py"):
 
 
 @pytest.mark.usefixtures("kernel_as_root")
-def test_rewriting_the_tests_in_the_first_cell_as_the_same_user_gains_nothing(reference_zip, tmp_path):
+def test_rewriting_the_tests_in_the_first_cell_as_the_same_user_gains_nothing(reference_zip, tmp_path, monkeypatch):
     """When the notebook's user may write the test files (grading without root), its first cell is still too late:
-    the kernel runs no student cell before the test process has read the tests."""
+    the kernel runs no student cell before the test process has read the tests. The autograder here has a first
+    test file that takes 4 s to load, so that a kernel that did not wait would always lose the race (before the
+    wait, this submission scored 18/18)."""
+    from autograder.assignments import Assignment
+
+    slow_zip = tmp_path / "slow-autograder.zip"
+    with zipfile.ZipFile(A1.zip_path) as original, zipfile.ZipFile(slow_zip, "w") as slow:
+        for item in original.infolist():
+            content = original.read(item)
+            if item.filename == "tests/q1_vocabulary.py":
+                content = b"import time\ntime.sleep(4)\n" + content
+            slow.writestr(item, content)
+    monkeypatch.setattr(Assignment, "zip_path", property(lambda self: slow_zip))
+
     def edit(notebook):
         _insert_after_imports(TESTS_TURNED_INTO_PASSES)(notebook)
         notebook.cells.append(nbformat.v4.new_code_cell(WRONG_TFIDF))

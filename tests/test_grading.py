@@ -91,13 +91,21 @@ def test_grade_all_writes_one_row_per_submission(reference_zip, tmp_path):
     assert float(rows["a1_tfidf_bob.ipynb"]["total"]) == 0
 
 
+def gradescope_python():
+    """The Python built by `make gradescope-env` from the zip's requirements only."""
+    from autograder.assignments import ROOT
+
+    python = ROOT / "build" / "gradescope-env" / "bin" / "python"
+    assert python.exists(), "run `make gradescope-env` (make test builds it)"
+    return python
+
+
 def test_reference_grades_in_the_gradescope_environment(reference_zip, tmp_path):
     """Graded as on Gradescope: the zip's run_otter.py, in a Python that has only the zip's requirements
     (`make gradescope-env`): no course library, no datasets/pyarrow, nothing from the development environment."""
     from autograder.assignments import ROOT
 
-    python = ROOT / "build" / "gradescope-env" / "bin" / "python"
-    assert python.exists(), "run `make gradescope-env` (make test builds it)"
+    python = gradescope_python()
     # a last cell reports, through the grader's list of cells that raised, where the kernel ran
     report = ("import importlib.util, sys, course\n"
               "raise RuntimeError(f'kernel={sys.prefix} course={course.__file__} "
