@@ -10,7 +10,7 @@ ifneq ($(wildcard $(MIRROR)/imdb/train.parquet),)
 export COURSE_DATA_DIR ?= $(MIRROR)
 endif
 
-.PHONY: env release test grade grade-all bench-grading gradescope-env clean
+.PHONY: env release test grade grade-all bench-grading attack-bench gradescope-env clean
 env: $(VENV)/.ready
 
 $(VENV)/.ready: requirements.txt shared/pyproject.toml
@@ -33,10 +33,10 @@ grade: env
 	@test -n "$(SUBMISSION)" || (echo "usage: make grade SUBMISSION=path/to/notebook.ipynb|export.zip [ASSIGNMENT=name]" && exit 2)
 	$(PY) -m autograder.grade "$(SUBMISSION)" $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 
-## make grade-all SUBMISSIONS=folder [ASSIGNMENT=a1_tfidf]
+## make grade-all SUBMISSIONS=folder [ASSIGNMENT=a1_tfidf] [JOBS=n]
 grade-all: env
-	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade-all SUBMISSIONS=folder [ASSIGNMENT=name]" && exit 2)
-	$(PY) -m autograder.grade --all "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
+	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade-all SUBMISSIONS=folder [ASSIGNMENT=name] [JOBS=n]" && exit 2)
+	$(PY) -m autograder.grade --all "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(JOBS),--jobs $(JOBS))
 
 clean:
 	rm -rf build
@@ -57,6 +57,11 @@ $(GRADESCOPE_ENV)/.ready: autograder/requirements.txt
 ## in the Gradescope environment
 bench-grading: env gradescope-env
 	$(PY) -m autograder.bench --python $(GRADESCOPE_ENV)/bin/python
+
+## make attack-bench [ATTACK_BENCH_ARGS=--quick]: every adversarial submission graded as Gradescope grades it, with
+## the zip's limits; one row each (points gained, results.json by the zip, peak MB, wall s, processes left)
+attack-bench: env gradescope-env
+	$(PY) tests/attack_bench.py $(ATTACK_BENCH_ARGS)
 
 ## make nbgrader [NBGRADER_ASSIGNMENTS="a1_tfidf a3_self_attention"]: an nbgrader course directory (build/nbgrader/)
 ## from the masters; autogrades the reference (weights from make release) and the stub: full marks and zero

@@ -3,11 +3,11 @@
     python -m autograder.bench [--python PATH] [NAME ...]
 
 For each assignment whose reference submission exists (built by `make release`), `autograder.grade` grades it
-in a child process the way Gradescope does (the zip's run_otter.py and the notebook kernel it starts), with
-the interpreter given by --python (`make bench-grading` uses the environment built by `make gradescope-env`
-from the zip's requirements only). CPU seconds are the user+system time of the whole process tree; peak
-memory is the largest sum, sampled every 50 ms, of the proportional set size (PSS) of the processes
-Gradescope would run (run_otter.py and the kernel: this repository's small wrapper process is left out).
+in a child process the way Gradescope does (the zip's run_autograder: the supervisor, the test process, the
+notebook's process), with the interpreter given by --python (`make bench-grading` uses the environment built by
+`make gradescope-env` from the zip's requirements only). CPU seconds are the user+system time of the whole process
+tree; peak memory is the largest sum, sampled every 50 ms, of the proportional set size (PSS) of the processes
+Gradescope would run (this repository's small wrapper process is left out).
 Budget per submission: 120 CPU-seconds and 600 MB.
 """
 from __future__ import annotations
@@ -35,10 +35,10 @@ def _pss(process: psutil.Process) -> int:
         return process.memory_info().rss
 
 
-def measure(command: list[str]) -> dict:
+def measure(command: list[str], env: dict | None = None) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.time()
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env)
     root, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:
         try:

@@ -28,7 +28,8 @@ from pathlib import Path
 from autograder.assignments import ASSIGNMENTS, BUILD, ROOT, Assignment
 
 COURSE_LIBRARY = ROOT / "shared" / "course"
-GRADING_ONLY_MODULES = {"grading.py", "grading_guard.py", "otter_plugin.py", "remote.py", "test_process.py"}
+SANDBOX = ROOT / "autograder" / "sandbox"  # the grading runtime, shipped in every zip
+ZIP_ENTRY_POINT = ("run_autograder", "supervise.py")  # of SANDBOX's files, those at the zip's root
 GRADING_DATA_CACHE = BUILD / "grading_data"
 
 
@@ -99,41 +100,65 @@ def release_student_notebook(assignment: Assignment, dist: Path) -> None:
 
 
 def copy_autograder_zip(assignment: Assignment, dist: Path) -> None:
+    """The Gradescope zip: otter's tests, setup.sh and environment.yml; the course library and the grading data at
+    its root; the course's grading runtime (sandbox/, and its entry point run_autograder -> supervise.py) in place of
+    otter's run_otter.py; grading.json (the questions, test cases, points and limits the supervisor goes by)."""
     zips = sorted((dist / "autograder").glob(f"{assignment.name}-autograder_*.zip"))
     if len(zips) != 1:
         raise RuntimeError(f"expected one autograder zip in {dist / 'autograder'}, found {zips}")
     assignment.zip_path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(zips[0]) as source, zipfile.ZipFile(assignment.zip_path, "w", zipfile.ZIP_DEFLATED) as target:
+        config = json.loads(source.read("otter_config.json"))
+        tests = {}
         for item in source.infolist():
-            content = source.read(item.filename)
-            if item.filename == "otter_config.json":
-                content = json.dumps(_with_guard(json.loads(content), assignment), indent=2).encode()
-            target.writestr(item, content)
-            if item.filename.startswith("files/course/"):
-                # also at the zip's root: Gradescope runs run_otter.py from source/, which must import the plugin
-                target.writestr(item.filename.removeprefix("files/"), content)
+            name = item.filename
+            if name in ("run_otter.py", "run_autograder") or name.endswith("/"):
+                continue  # otter's grading: replaced by the supervisor (otter_config.json stays: setup.sh reads it)
+            if name.startswith("tests/"):
+                tests[name] = source.read(item).decode()
+            item.filename = name.removeprefix("files/")  # course/ and grading_data/, where the supervisor reads them
+            target.writestr(item, source.read(name))
+        for path in sorted(SANDBOX.iterdir()):
+            if path.is_file() and (path.suffix == ".py" or path.name in ZIP_ENTRY_POINT):
+                entry = zipfile.ZipInfo(path.name if path.name in ZIP_ENTRY_POINT else f"sandbox/{path.name}",
+                                        date_time=(2024, 1, 1, 0, 0, 0))
+                entry.external_attr = (0o755 if path.name == "run_autograder" else 0o644) << 16
+                entry.compress_type = zipfile.ZIP_DEFLATED
+                target.writestr(entry, path.read_bytes())
+        target.writestr("grading.json", json.dumps(grading_manifest(assignment, config, tests), indent=2))
 
 
-def _with_guard(config: dict, assignment: Assignment) -> dict:
-    """Enable course.otter_plugin (time limits, memory cap, assignment check) in otter's config; the time limits are
-    the plugin's defaults, and its memory cap, written out so that the zip states them."""
-    from course.otter_plugin import KERNEL_MEMORY_MB, TIME_LIMITS
+def grading_manifest(assignment: Assignment, otter_config: dict, tests: dict[str, str]) -> dict:
+    """What the supervisor grades by: the assignment, the files a submission is made of, every question's test cases
+    with their points and visibility (resolved as otter resolves them), and the limits."""
+    from otter.test_files import ExceptionTestFile
 
-    config["plugins"] = [*config.get("plugins", []), {"course.otter_plugin.CourseGradingPlugin": {
-        "assignment": assignment.name, **TIME_LIMITS, "memory_mb": KERNEL_MEMORY_MB}}]
-    return config
+    from autograder.masters import load
+    from autograder.sandbox.limits import Limits
+
+    order = list(load(assignment.name).tests)
+    questions = []
+    for path, text in tests.items():
+        test_file = ExceptionTestFile.from_string(text, path)
+        questions.append({"name": test_file.name, "file": path, "cases": [
+            {"name": case.body.test_func.__name__, "points": case.points, "hidden": case.hidden,
+             "needs_notebook": bool(case.body._get_func_params())} for case in test_file.test_cases]})
+    questions.sort(key=lambda q: order.index(q["name"]) if q["name"] in order else len(order))
+    return {"assignment": assignment.name, "title": assignment.title, "notebook": f"{assignment.name}.ipynb",
+            "student_files": list(assignment.student_files),
+            "visibility": "after_published" if otter_config.get("show_hidden") else "hidden",
+            "questions": questions, "limits": Limits().as_config()}
 
 
 def _source_key(assignment: Assignment) -> str:
-    """What the reference run depends on: the master's code and text, not its tests (editing a test does
-    not retrain), and the course library's modules other than the grading-only ones."""
+    """What the reference run depends on: the master's code and text, not its tests (editing a test does not
+    retrain), and the course library (what notebooks import; grading's own code is autograder/sandbox)."""
     from autograder.masters import load
 
     master = load(assignment.name)
     digest = hashlib.sha256("\0".join(master.solution_cells + master.other_cells).encode())
     for path in sorted(COURSE_LIBRARY.glob("*.py")):
-        if path.name not in GRADING_ONLY_MODULES:  # they do not change what the reference trains
-            digest.update(path.read_bytes())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -1,26 +1,24 @@
-"""Grade submissions exactly as Gradescope would, with a time limit and a results.json in every case.
+"""Grade submissions exactly as Gradescope does, with a time limit and a results.json in every case.
 
-    python -m autograder.grade SUBMISSION [--assignment NAME] [--out DIR] [--timeout S]
-    python -m autograder.grade --all FOLDER [--out DIR]
+    python -m autograder.grade SUBMISSION [--assignment NAME] [--out DIR] [--timeout S] [--python PATH]
+    python -m autograder.grade --all FOLDER [--out DIR] [--jobs N]
 
-A submission is a notebook or the zip the notebook's export cell makes. The grader runs
-otter with the assignment's autograder zip in a separate process group under a time limit.
-Grading runs the way Gradescope runs it: the autograder zip is unpacked into `source/`, the submission
-into `submission/`, and the zip's own `run_otter.py` runs (pointed at this temporary root instead of
-/autograder), so the course library, the plugin and the data come from the zip, not from this repository.
-`--python` chooses the interpreter: `make gradescope-env` builds one from the zip's requirements only,
-as Gradescope's image does.
-If otter produces no results (timeout, crashed kernel, malformed notebook) a results.json is still
-written, with one entry per question and a message saying what happened. Next to results.json,
-summary.txt shows the per-question scores; the last line printed is `score: X / Y`.
+A submission is a notebook (with the student's files beside it) or the zip the notebook's export cell makes.
+Grading here is what Gradescope runs, byte for byte: the assignment's autograder zip is unpacked into `source/` of a
+temporary folder laid out like Gradescope's /autograder, the submission into `submission/`, and the zip's own
+`run_autograder` runs (the course's grading supervisor, autograder/sandbox), which writes `results/results.json`.
+This module only lays the folder out, runs that file under an outer time limit (Gradescope's 600 s), and reads the
+results. `--python` chooses the interpreter the zip runs with: `make gradescope-env` builds one from the zip's
+requirements only, as Gradescope's image does. Next to results.json, summary.txt shows the per-question scores and
+grading.log what the grader logged; the last line printed is `score: X / Y`.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -28,6 +26,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from autograder.assignments import ASSIGNMENTS, Assignment, find
@@ -36,16 +35,10 @@ DEFAULT_TIMEOUT_S = 600  # Gradescope's default limit
 
 
 def question_points(assignment: Assignment) -> dict[str, float]:
-    """Points per question, read from the test files inside the autograder zip."""
-    from otter.test_files import ExceptionTestFile
-
-    points = {}
+    """Points per question, from the grading.json inside the autograder zip."""
     with zipfile.ZipFile(assignment.zip_path) as zf:
-        for name in sorted(zf.namelist()):
-            if name.startswith("tests/") and name.endswith(".py"):
-                test_file = ExceptionTestFile.from_string(zf.read(name).decode(), name)
-                points[test_file.name] = sum(tc.points for tc in test_file.test_cases)
-    return points
+        manifest = json.loads(zf.read("grading.json"))
+    return {q["name"]: sum(case["points"] for case in q["cases"]) for q in manifest["questions"]}
 
 
 def _fallback_results(assignment: Assignment, message: str) -> dict:
@@ -57,79 +50,127 @@ def _fallback_results(assignment: Assignment, message: str) -> dict:
     }
 
 
-def _explain_failure(log: str) -> str:
-    """A message a student can act on, from the end of otter's output."""
-    if "DeadKernelError" in log or "Kernel died" in log:
-        return ("The notebook's kernel died while it was graded (a call such as os._exit, a crash in native code, "
-                "or running out of memory). No question could be graded: remove the cell that ends the kernel.")
-    wrong = re.search(r"for assignment '([^']+)' \(this is assignment '([^']+)'\)", log) or re.search(
-        r"This notebook is for assignment '([^']+)', not '([^']+)'", log)
-    if wrong:
-        return f"This notebook is for assignment '{wrong.group(1)}', not '{wrong.group(2)}': submit the {wrong.group(2)} notebook."
-    if "No gradable files found" in log:
-        return "The submission contains no notebook of this assignment: submit the zip made by the export cell."
-    return ("The autograder could not run this submission (is it a notebook of this assignment, saved without errors?). "
-            f"Last output:\n{log[-1500:]}")
+def gradescope_layout(root: Path, assignment: Assignment, submission: Path) -> Path:
+    """Lay out `root` as Gradescope's /autograder; returns the run_autograder to run.
 
-
-def gradescope_layout(root: Path, assignment: Assignment, submission: Path) -> list[str]:
-    """Lay out `root` as Gradescope's /autograder (source/, submission/, results/); returns the command that grades.
-
-    A zip (the export cell's) is unpacked into submission/, as `otter run` does; a notebook is copied there with
-    the student's files found beside it. The command is the zip's own run_otter.py with its /autograder path
-    replaced by `root`: run as a script, it puts source/ first on sys.path, which is how the plugin and the course
-    library in the zip are found.
+    source/ holds the zip, and run_autograder is copied beside it, as Gradescope does; a submission zip (the export
+    cell's) is unpacked into submission/ as Gradescope unpacks an uploaded zip, a notebook is copied there with the
+    student's files found beside it.
     """
     for sub in ("source", "submission", "results"):
         (root / sub).mkdir(parents=True)
     (root / "submission_metadata.json").write_text("{}")
     with zipfile.ZipFile(assignment.zip_path) as zf:
         zf.extractall(root / "source")
+    shutil.copy2(root / "source" / "run_autograder", root / "run_autograder")
     if submission.suffix == ".zip":
-        with zipfile.ZipFile(submission) as zf:
-            zf.extractall(root / "submission")
+        _unzip(submission, root / "submission")
     else:
         shutil.copy(submission, root / "submission" / f"{assignment.name}.ipynb")
         for extra in assignment.student_files:
             if (submission.parent / extra).exists():
                 shutil.copy(submission.parent / extra, root / "submission" / extra)
-    script = root / "source" / "run_otter.py"
-    text = script.read_text()
-    if '"/autograder"' not in text:
-        raise RuntimeError(f"{assignment.zip_path}: run_otter.py does not grade /autograder; has otter changed?")
-    script.write_text(text.replace('"/autograder"', repr(str(root))))
-    return [str(script)]
+    return root / "run_autograder"
 
 
-def _run_grader(command: list[str], root: Path, log_path: Path, assignment: Assignment, timeout_s: float) -> dict:
-    """Run otter on the laid-out root under a time limit; results.json's content, or a fallback that explains."""
-    # an empty Jupyter user folder: the kernel named python3 is the one of the grading interpreter, as in the image
-    env = dict(os.environ, COURSE_GRADING="1", PYTHONUNBUFFERED="1", JUPYTER_DATA_DIR=str(root.parent / "jupyter"))
+def _unzip(path: Path, target: Path) -> None:
+    """Unpack a submission zip as Gradescope does, however deep its folders (zipfile's own extraction creates them
+    recursively, and a path of 1,000 folders is beyond Python's recursion limit)."""
+    with zipfile.ZipFile(path) as zf:
+        for member in zf.infolist():
+            parts = [part for part in member.filename.split("/") if part not in ("", ".", "..")]
+            folder = target
+            for part in parts[:-1] if not member.is_dir() else parts:
+                folder = folder / part
+                if not folder.is_dir():
+                    folder.mkdir()
+            if not member.is_dir() and parts:
+                zf.extract(member, target)
+
+
+@dataclasses.dataclass
+class ZipRun:
+    """What running the zip's entry point gave: its results.json (None if it wrote none), and how it ended."""
+    results: dict | None
+    wall_s: float
+    timed_out: bool
+    left: list[int]  # processes of this grading still alive after it (there must be none)
+
+
+def run_zip(run_autograder: Path, log_path: Path, timeout_s: float, python: str | None = None) -> ZipRun:
+    """Run the zip's run_autograder as Gradescope would, killing everything after `timeout_s`."""
+    from autograder.sandbox.limits import descendants, processes_of_user
+    from autograder.sandbox.processes import is_zombie
+
+    root = run_autograder.parent
+    interpreter = Path(python or sys.executable).absolute()
+    bin_folder = interpreter.parent
+    if not (bin_folder / "python").exists() or (bin_folder / "python").resolve() != interpreter.resolve():
+        bin_folder = root.parent / "bin"  # run_autograder runs `python`: make it this interpreter
+        bin_folder.mkdir(exist_ok=True)
+        (bin_folder / "python").write_text(f'#!/bin/sh\nexec "{interpreter}" "$@"\n')
+        (bin_folder / "python").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_folder}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}")
     env.pop("PYTHONPATH", None)
-    message = None
+    started, timed_out = time.monotonic(), False
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True)
+        proc = subprocess.Popen(["bash", str(run_autograder)], stdout=log, stderr=subprocess.STDOUT, env=env,
+                                cwd=root, start_new_session=True)
         try:
             proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the kernel runs in the same process group
+        except subprocess.TimeoutExpired:  # as Gradescope does at its limit: everything ends, at once
+            timed_out = True
+            for pid in [proc.pid, *descendants(proc.pid)]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             proc.wait()
-            message = (f"Grading stopped after {timeout_s:.0f} s: some cell runs too long or never ends. "
-                       "Check for infinite loops and make sure training cells are not needed to define your functions.")
-    if message is not None:
-        return _fallback_results(assignment, message)
-    produced = root / "results" / "results.json"
-    results = json.loads(produced.read_text()) if produced.exists() else {"tests": []}
-    if any("score" in test for test in results["tests"]):
-        return results
-    # no results, or otter stopped before grading (its "Autograder Error" entry): say why, one zero per question
-    otter_said = "\n".join(test.get("output", "") for test in results["tests"])
-    return _fallback_results(assignment, _explain_failure(log_path.read_text(errors="replace") + "\n" + otter_said))
+    wall_s = time.monotonic() - started
+    try:
+        results = json.loads((root / "results" / "results.json").read_text())
+    except (OSError, ValueError):
+        results = None
+    try:
+        report = json.loads((root / "results" / "supervisor.json").read_text())
+    except (OSError, ValueError):
+        report = {}
+    uid = report.get("kernel_uid")
+    if timed_out:  # the supervisor was killed before it could clean up: what it would have removed
+        _clean_up_after(report)
+
+    def alive() -> set[int]:
+        found = descendants(proc.pid) | (processes_of_user(uid) if isinstance(uid, int) else set())
+        return {pid for pid in found if not is_zombie(pid)}
+    deadline = time.monotonic() + 3  # processes just killed take a moment to go
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return ZipRun(results, wall_s, timed_out, sorted(alive()))
+
+
+def _clean_up_after(report: dict) -> None:
+    """Remove what a killed supervisor left: its private folder and the files of the notebook's user."""
+    from autograder.sandbox import users
+
+    if isinstance(report.get("private"), str) and Path(report["private"]).name.startswith("course-grading-"):
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", report["private"]], check=False)
+    if isinstance(report.get("kernel_uid"), int):
+        user = users.KernelUser(report["kernel_uid"], report["kernel_uid"], "")
+        users.kill_all(user)
+        users.remove_files(user)
+        Path(users._lock_path(user.uid)).unlink(missing_ok=True)
 
 
 def grade(submission, assignment: Assignment | None = None, out_dir=None, timeout_s: float = DEFAULT_TIMEOUT_S,
           quiet: bool = False, python: str | None = None) -> dict:
     """Grade one submission; returns the Gradescope results dict (also written to out_dir/results.json)."""
+    return grade_with_run(submission, assignment, out_dir, timeout_s, quiet, python)[0]
+
+
+def grade_with_run(submission, assignment: Assignment | None = None, out_dir=None,
+                   timeout_s: float = DEFAULT_TIMEOUT_S, quiet: bool = False,
+                   python: str | None = None) -> tuple[dict, ZipRun | None]:
+    """`grade`, and how the zip's run went (None when there was nothing to run it on)."""
     submission = Path(submission).resolve()
     assignment = assignment or find(submission.name)
     out_dir = Path(out_dir or submission.parent / f"{submission.stem}-graded").resolve()
@@ -138,36 +179,49 @@ def grade(submission, assignment: Assignment | None = None, out_dir=None, timeou
         raise FileNotFoundError(f"{assignment.zip_path} is missing: run `make release` first.")
     results_path = out_dir / "results.json"
     results_path.unlink(missing_ok=True)
-    start = time.time()
-    with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
-        os.chmod(tmp, 0o755)  # when grading runs as root the notebook runs as another user, who must reach the layout
+    start, run = time.time(), None
+    tmp = tempfile.mkdtemp(prefix="grade-")
+    try:
+        os.chmod(tmp, 0o755)  # grading as root, the notebook runs as another user, who passes through
         if not submission.exists():
             results = _fallback_results(assignment, f"Submission {submission.name} not found.")
         else:
-            root = Path(tmp) / "autograder"
             try:
-                command = gradescope_layout(root, assignment, submission)
+                entry = gradescope_layout(Path(tmp) / "autograder", assignment, submission)
             except zipfile.BadZipFile:
-                results = _fallback_results(assignment, f"{submission.name} is not a readable zip file: submit the zip made by the export cell.")
+                results = _fallback_results(assignment, f"{submission.name} is not a readable zip file: submit the "
+                                                        "zip made by the export cell.")
             else:
-                results = _run_grader([str(Path(python).absolute()) if python else sys.executable, *command], root, out_dir / "grading.log", assignment, timeout_s)
+                run = run_zip(entry, out_dir / "grading.log", timeout_s, python)
+                report = entry.parent / "results" / "supervisor.json"
+                if report.exists():  # who ran the notebook, what the process tree peaked at
+                    shutil.copy(report, out_dir / "supervisor.json")
+                results = run.results or _fallback_results(
+                    assignment, "The autograder wrote no results.json; please tell the course staff.")
+                if run.timed_out:
+                    results["output"] = (f"Grading was stopped after {timeout_s:.0f} s. " +
+                                         results.get("output", "")).strip()
+                (out_dir / "run.json").write_text(json.dumps({"results_by_zip": run.results is not None,
+                                                              "wall_s": round(run.wall_s, 1), "timed_out": run.timed_out,
+                                                              "left": run.left}))
+    finally:  # rm, not shutil.rmtree: a submission's folders can be nested deeper than Python's recursion limit
+        subprocess.run(["rm", "-rf", "--", tmp], check=False)
     results.setdefault("execution_time", round(time.time() - start, 1))
     results_path.write_text(json.dumps(results, indent=2))
     score, total = summarize(results, out_dir / "summary.txt", assignment)
     if not quiet:
         print((out_dir / "summary.txt").read_text())
         print(f"score: {score:g} / {total:g}")
-    return results
+    return results, run
 
 
 def per_question(results: dict) -> dict[str, tuple[float, float]]:
-    """(score, max) per question; otter reports public and hidden parts of a question separately."""
+    """(score, max) per question."""
     scores: dict[str, list[float]] = {}
     for test in results.get("tests", []):
         if "score" not in test:
             continue
-        question = test["name"].split(" - ")[0]
-        entry = scores.setdefault(question, [0.0, 0.0])
+        entry = scores.setdefault(test["name"], [0.0, 0.0])
         entry[0] += float(test.get("score") or 0)
         entry[1] += float(test.get("max_score") or 0)
     return {q: (s, m) for q, (s, m) in scores.items()}
@@ -178,7 +232,7 @@ def summarize(results: dict, path: Path, assignment: Assignment) -> tuple[float,
     if results.get("output"):
         lines += [results["output"].strip(), ""]
     for test in results.get("tests", []):
-        if "score" not in test:  # otter's "Public Tests" summary entry carries no points
+        if "score" not in test:
             continue
         mark = "PASS" if test.get("score", 0) >= test.get("max_score", 0) else "FAIL"
         lines.append(f"{mark}  {test['name']:<40} {float(test.get('score') or 0):g} / {float(test.get('max_score') or 0):g}")
@@ -193,25 +247,28 @@ def summarize(results: dict, path: Path, assignment: Assignment) -> tuple[float,
 
 
 def grade_all(folder, out_dir=None, assignment: Assignment | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
-              python: str | None = None) -> Path:
-    """Grade every notebook/zip in `folder` (one per student); one bad submission never stops the rest."""
+              python: str | None = None, jobs: int | None = None) -> Path:
+    """Grade every notebook/zip in `folder` (one per student), `jobs` at a time (default: the machine's cores), each
+    within the same limits as alone; one bad submission never stops the rest."""
     folder = Path(folder)
     out_dir = Path(out_dir or folder / "graded")
     submissions = sorted(p for p in folder.iterdir() if p.suffix in (".ipynb", ".zip"))
-    rows, questions = [], []
-    for i, sub in enumerate(submissions, 1):
-        print(f"[{i}/{len(submissions)}] {sub.name}", flush=True)
+
+    def one(sub: Path):
         try:
-            results = grade(sub, assignment, out_dir / sub.stem, timeout_s, quiet=True, python=python)
-            scores = per_question(results)
-            error = ""
-        except Exception as exc:  # noqa: BLE001 - recorded in the CSV, the loop goes on
-            scores, error = {}, f"{type(exc).__name__}: {exc}"
-        for q in scores:
-            if q not in questions:
-                questions.append(q)
-        rows.append((sub.name, scores, error))
-        print(f"    {sum(s for s, _ in scores.values()):g} / {sum(m for _, m in scores.values()):g} {error}", flush=True)
+            return per_question(grade(sub, assignment, out_dir / sub.stem, timeout_s, quiet=True, python=python)), ""
+        except Exception as exc:  # noqa: BLE001 - recorded in the CSV, the others go on
+            return {}, f"{type(exc).__name__}: {exc}"
+
+    rows, questions = [], []
+    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+        for i, (sub, (scores, error)) in enumerate(zip(submissions, pool.map(one, submissions)), 1):
+            for q in scores:
+                if q not in questions:
+                    questions.append(q)
+            rows.append((sub.name, scores, error))
+            print(f"[{i}/{len(submissions)}] {sub.name}: {sum(s for s, _ in scores.values()):g} / "
+                  f"{sum(m for _, m in scores.values()):g} {error}", flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "scores.csv"
     with open(csv_path, "w", newline="") as f:
@@ -232,10 +289,11 @@ def main(argv=None):
     parser.add_argument("--out", help="output folder (default: beside the submission)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds before grading is stopped")
     parser.add_argument("--python", help="interpreter that grades (default: this one); see `make gradescope-env`")
+    parser.add_argument("--jobs", type=int, help="with --all: submissions graded at once (default: the cores)")
     args = parser.parse_args(argv)
     assignment = ASSIGNMENTS[args.assignment] if args.assignment else None
     if args.all:
-        grade_all(args.all, args.out, assignment, args.timeout, args.python)
+        grade_all(args.all, args.out, assignment, args.timeout, args.python, args.jobs)
     elif args.submission:
         grade(args.submission, assignment, args.out, args.timeout, python=args.python)
     else:

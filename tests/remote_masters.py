@@ -1,5 +1,5 @@
 """A master's tests run as the grader runs them: the notebook's namespace in another process, the tests here,
-reached through course.remote (the same Server and Client as grading, without a kernel).
+reached through sandbox.remote (the same Server and Client as grading, without the supervisor).
 
 One helper process (started once, with torch imported) forks a child per namespace; the child executes the
 master's graded cells (and a mistake's override), connects back and serves, as the forked kernel does after
@@ -8,14 +8,19 @@ the last cell.
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from autograder.masters import load, reads_submitted_files, run_test
-from course.remote import Client, Listener
+from autograder.sandbox.remote import Client, Connection, NotGraded
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +29,7 @@ import json, os, socket, sys
 sys.path[:0] = [{root!r}, {shared!r}]
 import torch  # imported once, before the forks
 from autograder.masters import namespace
-from course.remote import Connection, serve
+from autograder.sandbox.remote import Connection, serve
 
 for line in sys.stdin:
     request = json.loads(line)
@@ -54,6 +59,38 @@ _helper = None
 _lock = threading.Lock()
 
 
+class Listener:
+    """A socket the helper's child connects to, presenting a token."""
+
+    def __init__(self):
+        self.folder = tempfile.mkdtemp(prefix="course-remote-test-")
+        self.address = os.path.join(self.folder, "notebook.sock")
+        self.token = secrets.token_hex(16)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.address)
+        self.sock.listen(1)
+
+    def accept(self, timeout_s: float) -> Connection:
+        self.sock.settimeout(timeout_s)
+        try:
+            sock, _ = self.sock.accept()
+        except socket.timeout:
+            raise NotGraded("the notebook's process never connected") from None
+        connection = Connection(sock, max_bytes=4096)
+        hello, _ = connection.receive(deadline=time.monotonic() + timeout_s)
+        if hello.get("token") != self.token:
+            raise NotGraded("a connection without the token")
+        return connection
+
+    def close(self) -> None:
+        self.sock.close()
+        for remove, path in ((os.remove, self.address), (os.rmdir, self.folder)):
+            try:
+                remove(path)
+            except OSError:
+                pass
+
+
 def _helper_process() -> subprocess.Popen:
     global _helper
     with _lock:
@@ -73,7 +110,7 @@ def remote_namespace(name: str | None, overrides: str = "", call_limit_s: float 
                                    "token": listener.token}) + "\n")
     helper.stdin.flush()
     try:
-        connection, _ = listener.accept(timeout_s=60)
+        connection = listener.accept(timeout_s=60)
         client = Client.connected(connection, 30, call_limit_s=call_limit_s,
                                   total_limit_s=10 * call_limit_s if total_limit_s is None else total_limit_s)
     finally:

@@ -1,7 +1,7 @@
-"""course.remote: the tests in the grader process, student code in another one.
+"""sandbox.remote: the tests in the test process, student code in another one.
 
-The notebook side runs in a separate process (tests/remote_masters.py forks one per namespace, as the grading
-kernel forks itself); the grader side is this process. The masters' own tests run this way in every
+The notebook side runs in a separate process (tests/remote_masters.py forks one per namespace); the tests' side is
+this process. The masters' own tests run this way in every
 test_aN module (`test_graded_in_another_process_alike`); here: the rules of the protocol, one at a time.
 """
 import json
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from course import remote
+from autograder.sandbox import remote
 from remote_masters import remote_namespace
 from test_adversarial import LYING_RESULTS
 
@@ -329,121 +329,13 @@ def test_nested_values_are_bounded():
         sleeper.kill()
 
 
-def test_a_connection_without_the_token_is_refused():
-    listener = remote.Listener()
-    try:
-        impostor = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        impostor.connect(listener.address)
-        remote.Connection(impostor).send({"op": "hello", "token": "guessed", "pid": os.getpid()}, [])
-        with pytest.raises(remote.NotGraded, match="never connected"):
-            listener.accept(timeout_s=1)
-        assert os.stat(listener.folder).st_mode & 0o777 == 0o711
-    finally:
-        listener.close()
-    assert not os.path.exists(listener.folder)
-
-
-TEST_FILE = """
-from otter.test_files import test_case
-OK_FORMAT = False
-name = "q1"
-points = 5
-
-@test_case(points=1)
-def test_answer(answer):
-    assert answer == 42, "the answer is 42"
-
-@test_case(points=1, hidden=True)
-def test_wrong(answer):
-    assert answer == 41, "never"
-
-@test_case(points=1)
-def test_crash(crash):
-    crash()
-
-@test_case(points=1)
-def test_after_the_crash(answer):
-    pass
-
-@test_case(points=1)
-def test_file():
-    assert open("submitted.txt").read() == "as submitted"
-    print("checked the submitted file")
-"""
-
-
-def test_the_kernel_guard_starts_the_test_process_and_forks_a_server(tmp_path):
-    """The kernel's side in a process of its own: KernelGuard forks the test process before any notebook code,
-    serve_tests forks the serving copy and returns; acting as the grader, this test asks the test process for the
-    notebook's tests (one crashes the serving copy: it and the tests after it fail at once, with the reason), then
-    the file tests; every process is gone at the end."""
-    (tmp_path / "tests").mkdir()
-    (tmp_path / "tests" / "q1.py").write_text(TEST_FILE)
-    (tmp_path / "submitted.txt").write_text("as submitted")
-    listener = remote.Listener()
-    shared = os.path.join(os.path.dirname(__file__), "..", "shared")
-    script = f"""
-import os, sys
-sys.path.insert(0, {shared!r})
-from course.grading_guard import KernelGuard
-guard = KernelGuard(cell_limit_s=30, tests=({listener.address!r}, {listener.token!r}, "tests"))
-print(guard.tests_pid)
-def crash():
-    import ctypes
-    ctypes.string_at(0)
-guard.serve_tests({{"answer": 42, "crash": crash}})
-print("returned")
-"""
-    try:
-        with open(tmp_path / "kernel.log", "w") as log:  # a file: the test process keeps the kernel's output open
-            subprocess.run([sys.executable, "-c", script], stdout=log, stderr=subprocess.STDOUT, timeout=60, cwd=tmp_path)
-        output = (tmp_path / "kernel.log").read_text()
-        tests_pid, returned = output.split()[:2]
-        assert returned == "returned", output[-2000:]
-        connection, pid = listener.accept(timeout_s=10)
-    finally:
-        listener.close()
-    assert pid == int(tests_pid)
-    asked = time.monotonic()
-    connection.send({"op": "notebook_tests", "call_limit_s": 5, "total_limit_s": 20}, [])
-    verdicts, _ = connection.receive(deadline=time.monotonic() + 30)
-    by_case = {v["case"]: (v["passed"], v["message"]) for v in verdicts["verdicts"] if "case" in v}
-    assert by_case["q1 - 1"] == (True, "✅ Test case passed")
-    assert by_case["q1 - 2"][0] is False and "AssertionError: never" in by_case["q1 - 2"][1]
-    assert "Not graded: your notebook's process stopped answering" in by_case["q1 - 3"][1], by_case["q1 - 3"]
-    assert "Not graded: your notebook's process stopped answering" in by_case["q1 - 4"][1]
-    assert time.monotonic() - asked < 5, "a crash is seen at once, not at the time limit"
-    connection.send({"op": "file_tests"}, [])
-    verdicts, _ = connection.receive(deadline=time.monotonic() + 30)
-    assert [(v["case"], v["passed"]) for v in verdicts["verdicts"]] == [("q1 - 5", True)]
-    assert verdicts["printed"] == "checked the submitted file\n", "what the tests print goes to the grader"
-    connection.send({"op": "exit"}, [])
-    assert _ends(pid), "the test process outlived the grader's exit"
-
-
 def _ends(pid: int, within_s: float = 5) -> bool:
     """Whether process `pid` has ended (or is a zombie) within `within_s`."""
-    from course.grading_guard import _is_zombie
+    from autograder.sandbox.processes import is_zombie
 
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
-        if _is_zombie(pid):  # also when it is gone
+        if is_zombie(pid):  # also when it is gone
             return True
         time.sleep(0.05)
     return False
-
-
-def test_failure_messages_keep_their_quotes():
-    """otter strips quotes from every exception's message (meant for KeyError's repr); the test process keeps
-    them for other exceptions, so a student reads "'NoneType' object is not callable"."""
-    from otter.test_files import ExceptionTestFile
-
-    from course.test_process import run_test
-
-    test_file = ExceptionTestFile.from_string(
-        "from otter.test_files import test_case\nOK_FORMAT = False\nname = 'q1'\npoints = 2\n"
-        "@test_case(points=1)\ndef test_call(model):\n    model()\n"
-        "@test_case(points=1)\ndef test_key(model):\n    {}['weight']\n", path="q1.py")
-    call, key = (run_test(test_file, case, {"model": None}) for case in test_file.test_cases)
-    assert call[0] is False and call[1].endswith("TypeError: 'NoneType' object is not callable"), call
-    assert key[0] is False and key[1].endswith("KeyError: weight"), key

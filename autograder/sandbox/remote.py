@@ -1,20 +1,21 @@
-"""The tests in one process, the student's code in another: how course.otter_plugin grades.
+"""The tests in one process, the student's code in another: the protocol between them.
 
 otter would run a notebook's tests inside the notebook's own kernel, where student code can change anything a
-test relies on (torch.allclose, the test files, the grader's own objects). Here the kernel only *serves* the
-notebook's objects, and every test runs in the test process (course.test_process), which the notebook cannot
-reach:
+test relies on (torch.allclose, the test files, the grader's own objects). Here the notebook's process only
+*serves* the notebook's objects, and every test runs in the test process (sandbox.test_runner), which the notebook
+cannot reach:
 
-- `Server`, in the kernel (a forked copy of it, after the last cell: course.grading_guard), holds the notebook's
-  functions, classes and objects and does what a test asks of them: call, read or set an attribute, index, run a
-  torch function on them, run backward.
+- `Server`, in the notebook's process (after its last cell: sandbox.kernel), holds the notebook's functions,
+  classes and objects and does what a test asks of them: call, read or set an attribute, index, run a torch
+  function on them, run backward.
 - `Client`, in the test process, gives a test proxies for them: `RemoteObject`, and `RemoteTensor` for tensors
   that live in the notebook (a module's parameters and buffers, their gradients, views of them), so that a test's
   changes in place reach the notebook's model. What comes back is plain data: None, booleans, numbers, strings,
   bytes, tensors, NumPy arrays, torch sizes, dtypes and devices, and tuples, lists, dicts and sets of these. The
   test process builds them with its own types from a JSON header and raw bytes (`_Codec.decode`) and builds
   nothing else: no pickle, no class of the notebook's. So every verdict is the test's own torch comparing the
-  test's own tensors, and no code of the notebook's runs where the tests run.
+  test's own tensors, and no code of the notebook's runs where the tests run. An exception the notebook's code
+  raised comes back as the nearest builtin exception, marked `raised_in_notebook` (where, in the notebook).
 - The tests' side is the trusted one, so what a test passes goes as data or by (dill) pickle: a model a test
   defines runs in the notebook's process, as it would in-process. A tensor or array it passes is *mirrored*:
   what student code does to it in place, and the gradients backward puts into it, are copied back after each
@@ -27,17 +28,14 @@ reach:
 from __future__ import annotations
 
 import builtins
-import hmac
 import json
 import math
 import operator
 import os
-import secrets
 import signal
 import socket
 import struct
 import sys
-import tempfile
 import time
 import traceback
 
@@ -441,7 +439,11 @@ class Server(_Codec):
             if op == "value":
                 return _Value(target)
             if op == "backward":
-                torch.autograd.backward(target, decode("value"), retain_graph=True)
+                # the same gradients as torch.autograd.backward(target, grad), which imports torch's symbolic shapes
+                # and sympy (35 MB) to check the grad's shape, and under the notebook's memory cap could fail to
+                grad = decode("value")
+                with torch.enable_grad():  # a backward the tests run has grad mode off
+                    (target * grad.to(target.dtype)).sum().backward(retain_graph=True)
                 return None
             raise ProtocolError(f"unknown request {op!r}")
 
@@ -604,7 +606,7 @@ def _describe_error(error: BaseException) -> dict:
     where = _student_frame(error.__traceback__)
     if where and not isinstance(error, (StoppedByGrader, StopIteration)):
         message = f"{message} (raised in {where})"
-    return {"types": _qualified_names(type(error)), "message": message[:2000]}
+    return {"types": _qualified_names(type(error)), "message": message[:2000], "where": where[:200]}
 
 
 def _student_frame(tb) -> str:
@@ -614,7 +616,8 @@ def _student_frame(tb) -> str:
         if "site-packages" in frame.filename or frame.filename.startswith(os.path.dirname(os.__file__)) or \
                 frame.filename.startswith(os.path.dirname(__file__)):
             continue
-        found = f"{frame.name}(), line {frame.lineno} of your notebook"
+        place = _locate(frame.filename, frame.lineno) if _locate is not None else None
+        found = f"{frame.name[:60]}(), {place}" if place else f"{frame.name[:60]}(), line {frame.lineno} of your notebook"
     return found
 
 
@@ -628,66 +631,22 @@ _BUILTIN_OPERATIONS = {
 }
 
 
-def serve(namespace: dict, sock: socket.socket) -> None:
+def serve(namespace: dict, sock: socket.socket, locate=None) -> None:
     """Serve `namespace` on `sock`, connected to the process that runs the tests: say which process this is, then
-    answer until told to stop."""
+    answer until told to stop. `locate(filename, line)` names a place in the notebook ("cell 12, line 3"), or None."""
+    global _locate
+    _locate = locate
     connection = Connection(sock, max_bytes=None)
     connection.send({"op": "hello", "pid": os.getpid()}, [])
     Server(namespace, connection).serve()
 
 
+_locate = None  # see serve
+
+
 # ---------------------------------------------------------------------------------------------------------------
-# the tests' side (the grader's: course.test_process)
+# the tests' side (sandbox.test_runner)
 # ---------------------------------------------------------------------------------------------------------------
-class Listener:
-    """A socket another process connects to and proves itself on: with the token, and as a process of this one's user
-    (the grader listens for its test process, which keeps root while the notebook's user does not)."""
-
-    def __init__(self):
-        self.folder = tempfile.mkdtemp(prefix="course-tests-")
-        os.chmod(self.folder, 0o711)  # others may connect, not list
-        self.address = os.path.join(self.folder, "tests.sock")
-        self.token = secrets.token_hex(16)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.address)
-        os.chmod(self.address, 0o777)
-        self.sock.listen(8)
-
-    def accept(self, timeout_s: float) -> tuple[Connection, int]:
-        """The first connection, with its process id, whose process runs as this one's user and presents the token
-        within `timeout_s`; NotGraded if none does."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise NotGraded("the process that runs the tests never connected to the grader")
-            self.sock.settimeout(left)
-            try:
-                sock, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            connection = Connection(sock, max_bytes=4096)
-            try:
-                _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-                hello, _ = connection.receive(deadline=min(deadline, time.monotonic() + 5))
-            except (OSError, EOFError, ProtocolError):
-                sock.close()
-                continue
-            if uid == os.geteuid() and hello.get("op") == "hello" and type(hello.get("pid")) is int and \
-                    hmac.compare_digest(str(hello.get("token")), self.token):
-                connection.max_bytes = MAX_MESSAGE_BYTES
-                return connection, hello["pid"]
-            sock.close()
-
-    def close(self) -> None:
-        self.sock.close()
-        for remove, path in ((os.remove, self.address), (os.rmdir, self.folder)):
-            try:
-                remove(path)
-            except OSError:
-                pass
-
-
 class Client(_Codec):
     """The tests' end: proxies for the notebook's objects, mirrors of the tests' own, time limits."""
 
@@ -817,9 +776,11 @@ class Client(_Codec):
                     and isinstance(vars(builtins).get(name[9:]), type) and issubclass(vars(builtins)[name[9:]], Exception)),
                    RuntimeError)
         try:
-            return cls(message)
+            raised = cls(message)
         except Exception:  # noqa: BLE001 - an exception class that takes other arguments
-            return RuntimeError(message)
+            raised = RuntimeError(message)
+        raised.raised_in_notebook = str(error.get("where", ""))[:200]  # for a hidden test's message: where, not what
+        return raised
 
     # ---- what the grader sends ----
     def encode(self, value, buffers, depth=0):
