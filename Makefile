@@ -10,7 +10,7 @@ ifneq ($(wildcard $(MIRROR)/imdb/train.parquet),)
 export COURSE_DATA_DIR ?= $(MIRROR)
 endif
 
-.PHONY: env release test grade grade-all bench-grading gradescope-env clean
+.PHONY: env release test grade grade-all bench-grading gradescope-env clean mutation soak
 env: $(VENV)/.ready
 
 $(VENV)/.ready: requirements.txt shared/pyproject.toml
@@ -57,6 +57,17 @@ $(GRADESCOPE_ENV)/.ready: autograder/requirements.txt
 ## in the Gradescope environment
 bench-grading: env gradescope-env
 	$(PY) -m autograder.bench --python $(GRADESCOPE_ENV)/bin/python
+
+## make mutation [ASSIGNMENTS="a3_self_attention a4_multihead"]: mutation testing of every question's tests against its
+## reference solution (autograder/mutation.py); per question: mutants, killed, survived, equivalent; fails below 95%
+mutation: env
+	$(PY) -m autograder.mutation $(ASSIGNMENTS)
+
+## make soak [ASSIGNMENTS=...] [SOAK_RUNS=20]: grade every reference 20 times, two at a time, in the Gradescope
+## environment; fails unless every run gives every test the same score (autograder/soak.py; needs make release)
+SOAK_RUNS ?= 20
+soak: env gradescope-env
+	$(PY) -m autograder.soak --runs $(SOAK_RUNS) --jobs 2 --python $(GRADESCOPE_ENV)/bin/python $(ASSIGNMENTS)
 
 ## make nbgrader [NBGRADER_ASSIGNMENTS="a1_tfidf a3_self_attention"]: an nbgrader course directory (build/nbgrader/)
 ## from the masters; autogrades the reference (weights from make release) and the stub: full marks and zero
