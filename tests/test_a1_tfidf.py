@@ -198,6 +198,38 @@ def build_vocabulary(token_lists, size):
 }
 
 
+# bugs of the kinds that used to pass (gradient flow, edge cases, scale); each must fail a test of its question
+BEHAVIOUR_MISTAKES = {
+    "q3_idf": {
+        "empty reviews left out of N": """
+def inverse_document_frequency(sequences, size):
+    sequences = [s for s in sequences if len(s)]
+    df = torch.zeros(size, dtype=torch.float64)
+    for seq in sequences:
+        df[torch.unique(torch.as_tensor(seq, dtype=torch.long))] += 1
+    return torch.where(df > 0, torch.log(len(sequences) / df.clamp(min=1)), torch.zeros_like(df)).float()
+""",
+    },
+    "q4_tfidf_l2": {
+        "norms clamped at 1 (rows shorter than 1 are left short)": """
+def tfidf_l2(x, idf):
+    w = x * idf
+    return w / w.norm(dim=1, keepdim=True).clamp(min=1.0)
+""",
+    },
+    "q5_model": {
+        "features computed under no_grad, then the MLP detached": """
+class BagOfWordsClassifier(BagOfWordsClassifier):
+    def forward(self, x):
+        with torch.no_grad():
+            return self.mlp(tfidf_l2(x, self.idf)).squeeze(-1)
+""",
+    },
+}
+for _question, _variants in BEHAVIOUR_MISTAKES.items():
+    MISTAKES.setdefault(_question, {}).update(_variants)
+
+
 # correct implementations ported from public code (each written for this notebook's interface; the source is named above it)
 PORTED = {
     "q1_vocabulary": {

@@ -430,6 +430,32 @@ def nearest_neighbours(matrix, query, k):
 }
 
 
+# bugs of the kinds that used to pass (gradient flow, edge cases); each must fail a test of its question
+BEHAVIOUR_MISTAKES = {
+    "q3_model": {
+        "word vectors detached (the embedding never learns)": """
+class EmbeddingClassifier(EmbeddingClassifier):
+    def forward(self, ids):
+        vectors = self.embedding(ids).detach()
+        pooled = masked_mean(vectors, ids) if self.pooling == "masked" else vectors.mean(dim=1)
+        return self.head(pooled).squeeze(-1)
+""",
+        "masked pooling by max over the real words": """
+class EmbeddingClassifier(EmbeddingClassifier):
+    def forward(self, ids):
+        vectors = self.embedding(ids)
+        if self.pooling == "masked":
+            pooled = vectors.masked_fill((ids == 0).unsqueeze(-1), -1e9).amax(1)
+        else:
+            pooled = vectors.mean(dim=1)
+        return self.head(pooled).squeeze(-1)
+""",
+    },
+}
+for _question, _variants in BEHAVIOUR_MISTAKES.items():
+    MISTAKES.setdefault(_question, {}).update(_variants)
+
+
 # correct implementations ported from public code (each written for this notebook's interface; the source is named above it)
 PORTED = {
     "q1_pad_or_truncate": {

@@ -322,6 +322,63 @@ class AttentionClassifier(AttentionClassifier):
 }
 
 
+# bugs of the kinds that used to pass (gradient flow, edge shapes); each must fail a test of its question
+BEHAVIOUR_MISTAKES = {
+    "q1_simple_self_attention": {
+        "attention weights detached": """
+def simple_self_attention(x):
+    w = torch.softmax(x @ x.transpose(-2, -1), dim=-1).detach()
+    return w @ x, w
+""",
+    },
+    "q2_scaled_dot_product": {
+        "scores computed under torch.no_grad (queries and keys never learn)": """
+def scaled_dot_product_attention(q, k, v, mask=None):
+    with torch.no_grad():
+        s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            s = s.masked_fill(~mask, float("-inf"))
+    w = torch.softmax(s, dim=-1)
+    return w @ v, w
+""",
+        "masked scores detached": """
+def scaled_dot_product_attention(q, k, v, mask=None):
+    s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf")).detach()
+    w = torch.softmax(s, dim=-1)
+    return w @ v, w
+""",
+    },
+    "q3_self_attention_module": {
+        "keys detached": """
+class SelfAttention(SelfAttention):
+    def forward(self, x, mask=None):
+        return scaled_dot_product_attention(self.query(x), self.key(x).detach(), self.value(x), mask)
+""",
+    },
+    "q4_attention_classifier": {
+        "mean over the real words plus one": """
+class AttentionClassifier(AttentionClassifier):
+    def forward(self, ids):
+        keep = ids != 0
+        y, _ = self.attention(self.embedding(ids), keep[:, None, :])
+        return self.classifier((y * keep.unsqueeze(-1)).sum(1) / (keep.sum(1, keepdim=True) + 1)).squeeze(-1)
+""",
+        "attention run under torch.no_grad": """
+class AttentionClassifier(AttentionClassifier):
+    def forward(self, ids):
+        keep = ids != 0
+        with torch.no_grad():
+            y, _ = self.attention(self.embedding(ids), keep[:, None, :])
+        return self.classifier((y * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True)).squeeze(-1)
+""",
+    },
+}
+for _question, _variants in BEHAVIOUR_MISTAKES.items():
+    MISTAKES.setdefault(_question, {}).update(_variants)
+
+
 # correct implementations ported from public code (each written for this notebook's interface; the source is named above it)
 PORTED = {
     "q1_simple_self_attention": {

@@ -246,6 +246,19 @@ class MultiHeadSelfAttention(MultiHeadSelfAttention):
         return F.linear(merge_heads(w @ v), self.out.weight, self.out.bias), w
 """
 
+# bugs of the kinds that used to pass (gradient flow); each must fail a test of its question
+BEHAVIOUR_MISTAKES = {
+    "q3_multihead_module": {
+        "attention weights detached": _forward().replace("w = torch.softmax(s, dim=-1)", "w = torch.softmax(s, dim=-1).detach()"),
+        "scores computed under torch.no_grad": _forward().replace(
+            "        s = q @ k.transpose(-2, -1) / math.sqrt(dh)",
+            "        with torch.no_grad():\n            s = q @ k.transpose(-2, -1) / math.sqrt(dh)"),
+    },
+}
+for _question, _variants in BEHAVIOUR_MISTAKES.items():
+    MISTAKES.setdefault(_question, {}).update(_variants)
+
+
 # correct implementations ported from public code (each written for this notebook's interface; the source is named above it)
 PORTED = {
     "q1_split_heads": {

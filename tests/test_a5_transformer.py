@@ -356,6 +356,78 @@ class TransformerClassifier(TransformerClassifier):
 }
 
 
+# bugs of the kinds that used to pass (training mode, gradient flow, edge shapes); each must fail a test of its question
+BEHAVIOUR_MISTAKES = {
+    "q2_transformer_block": {
+        "dropout never applied to the sub-layers' outputs": _BLOCK_INIT + """
+    def forward(self, x, padding_mask=None):
+        y = self.norm1(x)
+        x = x + self.attn(y, y, y, key_padding_mask=padding_mask, need_weights=False)[0]
+        return x + self.ffn(self.norm2(x))
+""",
+        "dropout rate ignored (always 0.1)": _BLOCK_INIT + """
+    def forward(self, x, padding_mask=None):
+        y = self.norm1(x)
+        x = x + F.dropout(self.attn(y, y, y, key_padding_mask=padding_mask, need_weights=False)[0], 0.1, self.training)
+        return x + F.dropout(self.ffn(self.norm2(x)), 0.1, self.training)
+""",
+        "dropout in eval mode too": _BLOCK_INIT + """
+    def forward(self, x, padding_mask=None):
+        y = self.norm1(x)
+        x = x + F.dropout(self.attn(y, y, y, key_padding_mask=padding_mask, need_weights=False)[0], self.dropout.p, True)
+        return x + F.dropout(self.ffn(self.norm2(x)), self.dropout.p, True)
+""",
+        "normalised input detached": _BLOCK_INIT + """
+    def forward(self, x, padding_mask=None):
+        y = self.norm1(x).detach()
+        x = x + self.dropout(self.attn(y, y, y, key_padding_mask=padding_mask, need_weights=False)[0])
+        return x + self.dropout(self.ffn(self.norm2(x)))
+""",
+    },
+    "q3_classifier": {
+        "blocks built without the dropout rate (always their default 0.1)": """
+_Base = TransformerClassifier
+class TransformerClassifier(_Base):
+    def __init__(self, vocab_size, max_len, d_model, num_heads, d_ff, num_blocks=1, dropout=0.1):
+        super().__init__(vocab_size, max_len, d_model, num_heads, d_ff, num_blocks, dropout)
+        self.blocks = nn.ModuleList([TransformerBlock(d_model, num_heads, d_ff) for _ in range(num_blocks)])
+""",
+        "no dropout after the positions": """
+class TransformerClassifier(TransformerClassifier):
+    def forward(self, ids, padding_mask):
+        x = self.embedding(ids) * math.sqrt(self.embedding.embedding_dim) + self.positions[: ids.shape[1]]
+        for block in self.blocks:
+            x = block(x, padding_mask)
+        x = self.norm(x)
+        keep = (~padding_mask).unsqueeze(-1).float()
+        return self.head((x * keep).sum(1) / keep.sum(1)).squeeze(-1)
+""",
+        "embeddings detached (the embedding never learns)": """
+class TransformerClassifier(TransformerClassifier):
+    def forward(self, ids, padding_mask):
+        x = self.dropout(self.embedding(ids).detach() * math.sqrt(self.embedding.embedding_dim) + self.positions[: ids.shape[1]])
+        for block in self.blocks:
+            x = block(x, padding_mask)
+        x = self.norm(x)
+        keep = (~padding_mask).unsqueeze(-1).float()
+        return self.head((x * keep).sum(1) / keep.sum(1)).squeeze(-1)
+""",
+        "count of real tokens clamped at 2": """
+class TransformerClassifier(TransformerClassifier):
+    def forward(self, ids, padding_mask):
+        x = self.dropout(self.embedding(ids) * math.sqrt(self.embedding.embedding_dim) + self.positions[: ids.shape[1]])
+        for block in self.blocks:
+            x = block(x, padding_mask)
+        x = self.norm(x)
+        keep = (~padding_mask).unsqueeze(-1).float()
+        return self.head((x * keep).sum(1) / keep.sum(1).clamp(min=2)).squeeze(-1)
+""",
+    },
+}
+for _question, _variants in BEHAVIOUR_MISTAKES.items():
+    MISTAKES.setdefault(_question, {}).update(_variants)
+
+
 # correct implementations ported from public code (each written for this notebook's interface; the source is named above it)
 PORTED = {
     "q1_positional_encoding": {

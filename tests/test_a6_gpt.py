@@ -346,6 +346,57 @@ def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, greedy=
 }
 
 
+# bugs of the kinds that used to pass (gradient flow, combinations of arguments); each must fail a test of its question
+BEHAVIOUR_MISTAKES = {
+    "q2_masked_attention": {
+        "attention weights detached": """
+def masked_attention(q, k, v, mask):
+    s = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).masked_fill(~mask, float("-inf"))
+    w = torch.softmax(s, dim=-1).detach()
+    return w @ v, w
+""",
+    },
+    "q3_causal_self_attention": {
+        "scores computed under torch.no_grad (queries and keys never learn)": """
+class CausalSelfAttention(CausalSelfAttention):
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in self.qkv(x).split(C, dim=-1))
+        with torch.no_grad():
+            s = (q @ k.transpose(-2, -1) / math.sqrt(C // self.n_head)).masked_fill(~causal_mask(T), float("-inf"))
+        return self.proj((torch.softmax(s, -1) @ v).transpose(1, 2).reshape(B, T, C))
+""",
+    },
+    "q4_gpt": {
+        "token and position embeddings detached": """
+class GPT(GPT):
+    def forward(self, idx):
+        B, T = idx.shape
+        if T > self.block_size:
+            raise ValueError("too long")
+        x = (self.token_embedding(idx) + self.position_embedding(torch.arange(T))).detach()
+        for block in self.blocks:
+            x = block(x)
+        return self.lm_head(self.ln_f(x))
+""",
+    },
+    "q5_sampler": {
+        "temperature checked only when sampling (greedy accepts 0)": sampler().replace(
+            "    if temperature <= 0:\n        raise ValueError(\"temperature must be > 0\")\n", "").replace(
+            "            logits = logits / temperature  # TEMPERATURE",
+            "            if temperature <= 0:\n                raise ValueError(\"temperature must be > 0\")\n"
+            "            logits = logits / temperature  # TEMPERATURE"),
+        "top_k beyond the vocabulary crashes": sampler(KTH="kth = torch.topk(logits, top_k).values[-1]"),
+        "temperature ignored when top_k is given": sampler(
+            TEMPERATURE="logits = logits / temperature if top_k is None else logits"),
+        "a fixed seed instead of the generator": sampler(
+            DRAW="next_id = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(0))"),
+    },
+}
+for _question, _variants in BEHAVIOUR_MISTAKES.items():
+    MISTAKES.setdefault(_question, {}).update(_variants)
+
+
 # correct implementations ported from public code (each written for this notebook's interface; the source is named above it)
 PORTED = {
     "q1_causal_mask": {

@@ -468,7 +468,7 @@ def test_model_computes_logits_of_tfidf(BagOfWordsClassifier):
     model.eval()(x).sum().backward()  # training reaches the three linear layers
     for i in (0, 3, 6):
         grad = model.mlp[i].weight.grad
-        assert grad is not None and grad.abs().sum() > 0, f"mlp[{i}] gets no gradient: nothing may be detached"
+        assert grad is not None and grad.abs().sum() > 0, f"a linear layer of the MLP gets no gradient (mlp[{i}]): nothing may be detached"
 
 # %% [raw]
 # # END TESTS

@@ -525,7 +525,8 @@ def test_module_matches_manual_computation(SelfAttention):
         for kind, mine_p, ref_p in (("weight", mine[name].weight, ref[name][0]), ("bias", mine[name].bias, ref[name][1])):
             grad = mine_p.grad
             assert grad is not None and torch.allclose(grad, ref_p.grad, atol=1e-4), (
-                f"self.{name}.{kind} gets the wrong gradient: every map must take part in the computation, nothing detached")
+                f"a map of the layer gets the wrong gradient (self.{name}.{kind}): every map must take part in the computation, "
+                "nothing detached")
 
 # %% [raw]
 # # END TESTS
@@ -625,7 +626,8 @@ def test_classifier_ignores_padding(AttentionClassifier):
     for name in ("query", "key", "value"):
         grad = getattr(model.attention, name).weight.grad
         assert grad is not None and grad.abs().sum() > 0, (
-            f"attention.{name} gets no gradient: call the attention layer outside torch.no_grad and do not detach it")
+            f"a map of the attention layer gets no gradient (attention.{name}): call the attention layer outside "
+            "torch.no_grad and do not detach it")
     assert model.classifier.weight.grad is not None and model.classifier.weight.grad.abs().sum() > 0, "the classifier gets no gradient"
 
 # %% [raw]

@@ -328,7 +328,7 @@ def test_block_matches_pre_norm_formula(TransformerBlock):
         "the gradient with respect to the block's input differs from the formula's: nothing may be detached "
         "or computed under torch.no_grad")
     for name, p in block.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, f"{name} gets no gradient: every sub-layer must take part in training"
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"a parameter of the block gets no gradient ({name}): every sub-layer must take part in training"
 
 # %%
 """ # BEGIN TEST CONFIG
@@ -545,7 +545,7 @@ def test_classifier_uses_positions(TransformerClassifier):
     model(ids, mask).sum().backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, (
-            f"{name} gets no gradient from the logits: nothing may be detached or computed under torch.no_grad")
+            f"a parameter gets no gradient from the logits ({name}): nothing may be detached or computed under torch.no_grad")
 
 # %%
 """ # BEGIN TEST CONFIG

@@ -361,7 +361,7 @@ def test_attention_matches_head_convention(CausalSelfAttention):
         (expected_out * upstream).sum().backward()
         for name, p in attn.named_parameters():
             assert p.grad is not None and torch.allclose(p.grad, ref[name].grad, atol=1e-4), (
-                f"{name} gets the wrong gradient: queries, keys and values must stay differentiable (no detach, no no_grad)")
+                f"a parameter gets the wrong gradient ({name}): queries, keys and values must stay differentiable (no detach, no no_grad)")
             p.grad = None
             ref[name].grad = None
 
@@ -511,7 +511,7 @@ def test_gpt_matches_pre_norm_recipe(GPT):
     torch.nn.functional.cross_entropy(model(idx).reshape(-1, 13), targets.reshape(-1)).backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, (
-            f"{name} gets no gradient from the loss: nothing between it and the logits may be detached or run under no_grad")
+            f"a parameter gets no gradient from the loss ({name}): nothing between it and the logits may be detached or run under no_grad")
 
 # %%
 """ # BEGIN TEST CONFIG
