@@ -10,7 +10,7 @@ ifneq ($(wildcard $(MIRROR)/imdb/train.parquet),)
 export COURSE_DATA_DIR ?= $(MIRROR)
 endif
 
-.PHONY: env release test grade grade-all bench-grading attack-bench gradescope-env clean
+.PHONY: env release test grade grade-all bench-grading attack-bench gradescope-env clean mutation soak
 env: $(VENV)/.ready
 
 $(VENV)/.ready: requirements.txt shared/pyproject.toml
@@ -62,6 +62,17 @@ bench-grading: env gradescope-env
 ## the zip's limits; one row each (points gained, results.json by the zip, peak MB, wall s, processes left)
 attack-bench: env gradescope-env
 	$(PY) tests/attack_bench.py $(ATTACK_BENCH_ARGS)
+
+## make mutation [ASSIGNMENTS="a3_self_attention a4_multihead"]: mutation testing of every question's tests against its
+## reference solution (autograder/mutation.py); per question: mutants, killed, survived, equivalent; fails below 95%
+mutation: env
+	$(PY) -m autograder.mutation $(ASSIGNMENTS)
+
+## make soak [ASSIGNMENTS=...] [SOAK_RUNS=20]: grade every reference 20 times, two at a time, in the Gradescope
+## environment; fails unless every run gives every test the same score (autograder/soak.py; needs make release)
+SOAK_RUNS ?= 20
+soak: env gradescope-env
+	$(PY) -m autograder.soak --runs $(SOAK_RUNS) --jobs 2 --python $(GRADESCOPE_ENV)/bin/python $(ASSIGNMENTS)
 
 ## make nbgrader [NBGRADER_ASSIGNMENTS="a1_tfidf a3_self_attention"]: an nbgrader course directory (build/nbgrader/)
 ## from the masters; autogrades the reference (weights from make release) and the stub: full marks and zero

@@ -32,6 +32,7 @@ class TestSource:
 class Master:
     name: str
     solution_cells: list[str] = field(default_factory=list)  # graded code, in order (not otter_ignore)
+    solution_questions: list[str | None] = field(default_factory=list)  # the question of each solution cell, or None
     other_cells: list[str] = field(default_factory=list)  # markdown and not-graded code (data, training, plots)
     tests: dict[str, list[TestSource]] = field(default_factory=dict)  # question -> tests
     points: dict[str, float] = field(default_factory=dict)
@@ -75,6 +76,7 @@ def load(name: str) -> Master:
             master.tests[question].append(TestSource(test_name, source, hidden, points))
         elif "otter_ignore" not in cell.metadata.get("tags", []):
             master.solution_cells.append(cell.source)
+            master.solution_questions.append(question)
         else:
             master.other_cells.append(cell.source)
     return master

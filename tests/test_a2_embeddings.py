@@ -430,6 +430,179 @@ def nearest_neighbours(matrix, query, k):
 }
 
 
+# bugs of the kinds that used to pass (gradient flow, edge cases); each must fail a test of its question
+BEHAVIOUR_MISTAKES = {
+    "q3_model": {
+        "word vectors detached (the embedding never learns)": """
+class EmbeddingClassifier(EmbeddingClassifier):
+    def forward(self, ids):
+        vectors = self.embedding(ids).detach()
+        pooled = masked_mean(vectors, ids) if self.pooling == "masked" else vectors.mean(dim=1)
+        return self.head(pooled).squeeze(-1)
+""",
+        "masked pooling by max over the real words": """
+class EmbeddingClassifier(EmbeddingClassifier):
+    def forward(self, ids):
+        vectors = self.embedding(ids)
+        if self.pooling == "masked":
+            pooled = vectors.masked_fill((ids == 0).unsqueeze(-1), -1e9).amax(1)
+        else:
+            pooled = vectors.mean(dim=1)
+        return self.head(pooled).squeeze(-1)
+""",
+    },
+}
+for _question, _variants in BEHAVIOUR_MISTAKES.items():
+    MISTAKES.setdefault(_question, {}).update(_variants)
+
+
+# correct implementations ported from public code (each written for this notebook's interface; the source is named above it)
+PORTED = {
+    "q1_pad_or_truncate": {
+        # Keras, github.com/keras-team/keras, keras/src/utils/sequence_utils.py: pad_sequences (x = np.full(..., value);
+        # trunc = s[-maxlen:] or s[:maxlen]; x[idx, -len(trunc):] = trunc or x[idx, :len(trunc)] = trunc; empty skipped)
+        "Keras pad_sequences": """
+def pad_or_truncate(sequences, max_length, padding="pre", truncating="pre"):
+    if padding not in ("pre", "post") or truncating not in ("pre", "post"):
+        raise ValueError("padding and truncating must be 'pre' or 'post'")
+    num_samples = len(sequences)
+    x = np.full((num_samples, max_length), 0, dtype="int64")
+    for idx, s in enumerate(sequences):
+        if not len(s):
+            continue  # empty list/array was found
+        if truncating == "pre":
+            trunc = s[-max_length:]
+        else:
+            trunc = s[:max_length]
+        trunc = np.asarray(trunc, dtype="int64")
+        if padding == "post":
+            x[idx, : len(trunc)] = trunc
+        else:
+            x[idx, -len(trunc):] = trunc
+    return torch.from_numpy(x)
+""",
+        # PyTorch documentation: torch.nn.utils.rnn.pad_sequence(batch_first=True, padding_side=...) pads to the longest
+        # sequence; then F.pad widens the batch to max_length on the padding side
+        "torch.nn.utils.rnn.pad_sequence with padding_side": """
+def pad_or_truncate(sequences, max_length, padding="pre", truncating="pre"):
+    if padding not in ("pre", "post") or truncating not in ("pre", "post"):
+        raise ValueError("padding and truncating must be 'pre' or 'post'")
+    cut = [torch.as_tensor(np.asarray(s, dtype=np.int64))[-max_length:] if truncating == "pre" else
+           torch.as_tensor(np.asarray(s, dtype=np.int64))[:max_length] for s in sequences]
+    side = "left" if padding == "pre" else "right"
+    batch = torch.nn.utils.rnn.pad_sequence(cut + [torch.zeros(0, dtype=torch.long)], batch_first=True,
+                                            padding_value=0, padding_side=side)[:-1]
+    missing = max_length - batch.shape[1]
+    return torch.nn.functional.pad(batch, (missing, 0) if padding == "pre" else (0, missing)).long()
+""",
+    },
+    "q2_masked_mean": {
+        # sentence-transformers, github.com/UKPLab/sentence-transformers, sentence_transformers/models/Pooling.py: mean
+        # pooling (input_mask_expanded = mask.unsqueeze(-1).expand(size).float(); sum / clamp(mask.sum(1), min=1e-9))
+        "sentence-transformers mean pooling": """
+def masked_mean(vectors, ids):
+    input_mask_expanded = (ids != 0).unsqueeze(-1).expand(vectors.size()).float()
+    sum_embeddings = torch.sum(vectors * input_mask_expanded, 1)
+    sum_mask = torch.clamp(input_mask_expanded.sum(1), min=1e-9)
+    return sum_embeddings / sum_mask
+""",
+        # AllenNLP, github.com/allenai/allennlp, allennlp/nn/util.py: masked_mean (masked_fill(~mask, 0.0), sum, count
+        # clamped at the dtype's tiny value)
+        "AllenNLP masked_mean": """
+def masked_mean(vectors, ids):
+    mask = (ids != 0).unsqueeze(-1)
+    replaced_vector = vectors.masked_fill(~mask, 0.0)
+    value_sum = torch.sum(replaced_vector, dim=1)
+    value_count = torch.sum(mask, dim=1)
+    return value_sum / value_count.float().clamp(min=torch.finfo(vectors.dtype).tiny)
+""",
+    },
+    "q5_glove_matrix": {
+        # Keras examples, github.com/keras-team/keras-io, examples/nlp/pretrained_word_embeddings.py: the embedding_matrix
+        # loop (np.zeros, embeddings_index.get(word), hits and misses), with row i for words[i - 1]
+        "keras-io pretrained_word_embeddings hits and misses": """
+def build_embedding_matrix(words, glove_index, glove_vectors):
+    num_tokens, embedding_dim = len(words) + 1, glove_vectors.shape[1]
+    hits, misses = 0, 0
+    embedding_matrix = np.zeros((num_tokens, embedding_dim), dtype=np.float32)
+    word_index = {word: i for i, word in enumerate(words, start=1)}
+    for word, i in word_index.items():
+        row = glove_index.get(word)
+        if row is not None:
+            embedding_matrix[i] = glove_vectors[row]
+            hits += 1
+        else:
+            misses += 1
+    return torch.from_numpy(embedding_matrix), misses
+""",
+        # torchtext, github.com/pytorch/text, torchtext/vocab/vectors.py: Vectors.get_vecs_by_tokens (a stacked row per
+        # token, unk_init = zeros for tokens not in stoi), with the zero row 0 in front
+        "torchtext Vectors.get_vecs_by_tokens with zero unk_init": """
+def build_embedding_matrix(words, glove_index, glove_vectors):
+    dim = glove_vectors.shape[1]
+    unk_init = lambda t: torch.zeros_like(t)
+
+    def getitem(token):
+        if token in glove_index:
+            return torch.as_tensor(np.asarray(glove_vectors[glove_index[token]]), dtype=torch.float32)
+        return unk_init(torch.empty(dim))
+
+    vecs = torch.stack([torch.zeros(dim)] + [getitem(token) for token in words])
+    return vecs, sum(token not in glove_index for token in words)
+""",
+    },
+    "q6_pretrained": {
+        # Keras examples, keras-io examples/nlp/pretrained_word_embeddings.py: Embedding(num_tokens, dim,
+        # embeddings_initializer=Constant(embedding_matrix), trainable=False): the weights set to a copy, trainable
+        # becoming requires_grad
+        "keras-io Constant initializer and trainable=False": """
+def pretrained_classifier(matrix, freeze):
+    num_tokens, embedding_dim = matrix.shape
+    model = EmbeddingClassifier(num_tokens, embedding_dim)
+    model.embedding.weight.data = torch.as_tensor(matrix, dtype=torch.float32).clone()
+    trainable = not freeze
+    for param in model.embedding.parameters():
+        param.requires_grad = trainable
+    return model
+""",
+    },
+    "q7_neighbours": {
+        # gensim, github.com/piskvorky/gensim, gensim/models/keyedvectors.py: KeyedVectors.most_similar (fill_norms, unit
+        # query, dot(vectors, mean) / norms, argsort reverse=True), with all-zero rows, which gensim would divide by 0,
+        # left out
+        "gensim KeyedVectors.most_similar": """
+def nearest_neighbours(matrix, query, k):
+    vectors = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1)
+    mean = np.asarray(query, dtype=np.float32)
+    mean = mean / np.linalg.norm(mean)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dists = np.dot(vectors, mean) / norms
+    dists[norms == 0] = -np.inf
+    best = np.argsort(-dists, kind="stable")[:k]
+    return torch.from_numpy(best.astype(np.int64))
+""",
+        # scikit-learn: NearestNeighbors(metric="cosine", algorithm="brute").kneighbors, i.e. sklearn/metrics/pairwise.py
+        # cosine_distances = 1 - cosine_similarity (rows normalised by normalize, zero rows left zero), nearest first;
+        # its zero rows sit at distance 1, so they are put at infinity here
+        "scikit-learn brute-force cosine kneighbors": """
+def nearest_neighbours(matrix, query, k):
+    X = matrix / matrix.norm(dim=1, keepdim=True).clamp(min=1e-30)
+    Y = query / query.norm()
+    distances = 1.0 - X @ Y
+    distances[matrix.norm(dim=1) == 0] = float("inf")
+    return torch.argsort(distances, stable=True)[:k]
+""",
+    },
+}
+for _question, _variants in PORTED.items():
+    ALTERNATIVES.setdefault(_question, {}).update({f"ported: {k}": v for k, v in _variants.items()})
+
+
+def test_at_least_eight_ported_alternatives():
+    assert sum(len(v) for v in PORTED.values()) >= 8
+
+
 (test_reference_passes_every_question, test_mistake_is_caught, test_correct_alternative_passes,
  test_graded_in_another_process_alike) = standard_tests(A, MISTAKES, ALTERNATIVES)
 

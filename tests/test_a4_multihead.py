@@ -234,6 +234,184 @@ class MultiHeadSelfAttention(nn.Module):
     },
 }
 
+# correct although it never calls self.out as a module: a test that replaced self.out by nn.Identity() failed it
+ALTERNATIVES["q3_multihead_module"]["output projection with F.linear on self.out's parameters"] = """
+class MultiHeadSelfAttention(MultiHeadSelfAttention):
+    def forward(self, x, mask=None):
+        q, k, v = (split_heads(p, self.num_heads) for p in self.qkv(x).chunk(3, dim=-1))
+        s = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
+        if mask is not None:
+            s = s.masked_fill(~mask[:, None, None, :], float("-inf"))
+        w = s.softmax(-1)
+        return F.linear(merge_heads(w @ v), self.out.weight, self.out.bias), w
+"""
+
+# bugs of the kinds that used to pass (gradient flow); each must fail a test of its question
+BEHAVIOUR_MISTAKES = {
+    "q3_multihead_module": {
+        "attention weights detached": _forward().replace("w = torch.softmax(s, dim=-1)", "w = torch.softmax(s, dim=-1).detach()"),
+        "scores computed under torch.no_grad": _forward().replace(
+            "        s = q @ k.transpose(-2, -1) / math.sqrt(dh)",
+            "        with torch.no_grad():\n            s = q @ k.transpose(-2, -1) / math.sqrt(dh)"),
+    },
+}
+for _question, _variants in BEHAVIOUR_MISTAKES.items():
+    MISTAKES.setdefault(_question, {}).update(_variants)
+
+
+# correct implementations ported from public code (each written for this notebook's interface; the source is named above it)
+PORTED = {
+    "q1_split_heads": {
+        # Hugging Face transformers, src/transformers/models/bert/modeling_bert.py: BertSelfAttention.transpose_for_scores
+        "Hugging Face BERT transpose_for_scores": """
+def split_heads(x, num_heads):
+    new_x_shape = x.size()[:-1] + (num_heads, x.size(-1) // num_heads)
+    x = x.view(new_x_shape)
+    return x.permute(0, 2, 1, 3)
+""",
+    },
+    "q2_merge_heads": {
+        # Hugging Face transformers, src/transformers/models/bert/modeling_bert.py: BertSelfAttention.forward's
+        # context_layer.permute(0, 2, 1, 3).contiguous() viewed as size()[:-2] + (all_head_size,)
+        "Hugging Face BERT context_layer merge": """
+def merge_heads(x):
+    context_layer = x.permute(0, 2, 1, 3).contiguous()
+    new_context_layer_shape = context_layer.size()[:-2] + (context_layer.size(-2) * context_layer.size(-1),)
+    return context_layer.view(new_context_layer_shape)
+""",
+        # Dive into Deep Learning, github.com/d2l-ai/d2l-en, chapter_attention-mechanisms-and-transformers/
+        # multihead-attention.md: transpose_output (here the heads arrive as their own axis, not folded into the batch)
+        "d2l transpose_output": """
+def merge_heads(x):
+    x = x.permute(0, 2, 1, 3)
+    return x.reshape(x.shape[0], x.shape[1], -1)
+""",
+    },
+    "q3_multihead_module": {
+        # The Annotated Transformer, github.com/harvardnlp/annotated-transformer, the_annotated_transformer.py:
+        # MultiHeadedAttention (four linears: query, key, value, out) with its attention() (masked_fill(mask == 0, -1e9))
+        "Annotated Transformer MultiHeadedAttention": """
+class MultiHeadSelfAttention(nn.Module):
+    def __init__(self, dim, num_heads):
+        super().__init__()
+        assert dim % num_heads == 0
+        self.d_k, self.h = dim // num_heads, num_heads
+        self.query, self.key, self.value, self.out = (nn.Linear(dim, dim) for _ in range(4))
+
+    def forward(self, x, mask=None):
+        if mask is not None:
+            mask = mask[:, None, None, :]  # the same mask for all heads and all queries
+        nbatches = x.size(0)
+        query, key, value = [lin(x).view(nbatches, -1, self.h, self.d_k).transpose(1, 2)
+                             for lin in (self.query, self.key, self.value)]
+        scores = torch.matmul(query, key.transpose(-2, -1)) / math.sqrt(self.d_k)
+        if mask is not None:
+            scores = scores.masked_fill(mask == 0, -1e9)
+        p_attn = scores.softmax(dim=-1)
+        y = torch.matmul(p_attn, value).transpose(1, 2).contiguous().view(nbatches, -1, self.h * self.d_k)
+        return self.out(y), p_attn
+""",
+        # minGPT, github.com/karpathy/minGPT, mingpt/model.py: CausalSelfAttention without the causal mask (key, query,
+        # value and an output projection, named out here), scores times 1 / sqrt(k.size(-1))
+        "minGPT CausalSelfAttention without the causal mask": """
+class MultiHeadSelfAttention(nn.Module):
+    def __init__(self, dim, num_heads):
+        super().__init__()
+        self.key, self.query, self.value = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
+        self.n_head = num_heads
+
+    def forward(self, x, mask=None):
+        B, T, C = x.size()
+        k = self.key(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        q = self.query(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = self.value(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        if mask is not None:
+            att = att.masked_fill(mask.view(B, 1, 1, T) == 0, float("-inf"))
+        att = F.softmax(att, dim=-1)
+        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
+        return self.out(y), att
+""",
+        # timm (PyTorch Image Models), github.com/huggingface/pytorch-image-models, timm/models/vision_transformer.py:
+        # Attention (qkv reshaped to (B, N, 3, heads, head_dim) and permuted, q * scale), plus our padding mask
+        "timm Attention: qkv reshape and permute(2, 0, 3, 1, 4)": """
+class MultiHeadSelfAttention(MultiHeadSelfAttention):
+    def forward(self, x, mask=None):
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        q = q * self.head_dim ** -0.5
+        attn = q @ k.transpose(-2, -1)
+        if mask is not None:
+            attn = attn.masked_fill(~mask[:, None, None, :], float("-inf"))
+        attn = attn.softmax(dim=-1)
+        x = (attn @ v).transpose(1, 2).reshape(B, N, C)
+        return self.out(x), attn
+""",
+        # Peter Bloem, github.com/pbloem/former, former/modules.py: SelfAttention (heads folded into the batch for bmm,
+        # queries and keys each divided by a fourth root); with biases as this notebook asks, and the fourth root of
+        # the head size (former divides by the fourth root of the whole embedding)
+        "Bloem SelfAttention: heads folded into the batch, bmm": """
+class MultiHeadSelfAttention(nn.Module):
+    def __init__(self, dim, num_heads):
+        super().__init__()
+        self.emb, self.heads = dim, num_heads
+        self.key, self.query, self.value = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x, mask=None):
+        b, t, e = x.size()
+        h = self.heads
+        s = e // h
+        keys = self.key(x).view(b, t, h, s).transpose(1, 2).contiguous().view(b * h, t, s)
+        queries = self.query(x).view(b, t, h, s).transpose(1, 2).contiguous().view(b * h, t, s)
+        values = self.value(x).view(b, t, h, s).transpose(1, 2).contiguous().view(b * h, t, s)
+        queries = queries / (s ** (1 / 4))
+        keys = keys / (s ** (1 / 4))
+        dot = torch.bmm(queries, keys.transpose(1, 2))
+        if mask is not None:
+            dot = dot.masked_fill(~mask.repeat_interleave(h, dim=0)[:, None, :], float("-inf"))
+        dot = F.softmax(dot, dim=2)
+        out = torch.bmm(dot, values).view(b, h, t, s)
+        out = out.transpose(1, 2).contiguous().view(b, t, s * h)
+        return self.out(out), dot.view(b, h, t, t)
+""",
+        # Hugging Face transformers, src/transformers/models/bert/modeling_bert.py: BertSelfAttention (transpose_for_scores,
+        # an additive extended attention mask of finfo.min, scores / sqrt(attention_head_size)) with an output dense
+        "Hugging Face BERT self-attention with an additive extended mask": """
+class MultiHeadSelfAttention(nn.Module):
+    def __init__(self, dim, num_heads):
+        super().__init__()
+        self.num_attention_heads, self.attention_head_size = num_heads, dim // num_heads
+        self.query, self.key, self.value, self.out = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+
+    def transpose_for_scores(self, x):
+        x = x.view(x.size()[:-1] + (self.num_attention_heads, self.attention_head_size))
+        return x.permute(0, 2, 1, 3)
+
+    def forward(self, x, mask=None):
+        query_layer = self.transpose_for_scores(self.query(x))
+        key_layer = self.transpose_for_scores(self.key(x))
+        value_layer = self.transpose_for_scores(self.value(x))
+        attention_scores = torch.matmul(query_layer, key_layer.transpose(-1, -2)) / math.sqrt(self.attention_head_size)
+        if mask is not None:
+            extended = (1.0 - mask[:, None, None, :].to(attention_scores.dtype)) * torch.finfo(attention_scores.dtype).min
+            attention_scores = attention_scores + extended
+        attention_probs = nn.functional.softmax(attention_scores, dim=-1)
+        context_layer = torch.matmul(attention_probs, value_layer).permute(0, 2, 1, 3).contiguous()
+        context_layer = context_layer.view(context_layer.size()[:-2] + (x.size(-1),))
+        return self.out(context_layer), attention_probs
+""",
+    },
+}
+for _question, _variants in PORTED.items():
+    ALTERNATIVES.setdefault(_question, {}).update({f"ported: {k}": v for k, v in _variants.items()})
+
+
+def test_at_least_eight_ported_alternatives():
+    assert sum(len(v) for v in PORTED.values()) >= 8
+
 
 (test_reference_passes_every_question, test_mistake_is_caught, test_correct_alternative_passes,
  test_graded_in_another_process_alike) = standard_tests(A, MISTAKES, ALTERNATIVES)

@@ -305,7 +305,7 @@ def positional_encoding(max_len, d_model):
         q, k, v = F.linear(self.norm1(x), self.attn.in_proj_weight, self.attn.in_proj_bias).chunk(3, dim=-1)
         q, k, v = (t.view(b, n, h, d // h).transpose(1, 2) for t in (q, k, v))
         mask = None if padding_mask is None else ~padding_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.1 if self.training else 0.0)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.attn.dropout if self.training else 0.0)
         x = x + self.dropout(self.attn.out_proj(out.transpose(1, 2).reshape(b, n, d)))
         return x + self.dropout(self.ffn(self.norm2(x)))
 """,
@@ -354,6 +354,219 @@ class TransformerClassifier(TransformerClassifier):
         "works with the hand-written block": _HAND_BLOCK + _RIGHT,
     },
 }
+
+
+# bugs of the kinds that used to pass (training mode, gradient flow, edge shapes); each must fail a test of its question
+BEHAVIOUR_MISTAKES = {
+    "q2_transformer_block": {
+        "dropout never applied to the sub-layers' outputs": _BLOCK_INIT + """
+    def forward(self, x, padding_mask=None):
+        y = self.norm1(x)
+        x = x + self.attn(y, y, y, key_padding_mask=padding_mask, need_weights=False)[0]
+        return x + self.ffn(self.norm2(x))
+""",
+        "dropout rate ignored (always 0.1)": _BLOCK_INIT + """
+    def forward(self, x, padding_mask=None):
+        y = self.norm1(x)
+        x = x + F.dropout(self.attn(y, y, y, key_padding_mask=padding_mask, need_weights=False)[0], 0.1, self.training)
+        return x + F.dropout(self.ffn(self.norm2(x)), 0.1, self.training)
+""",
+        "dropout in eval mode too": _BLOCK_INIT + """
+    def forward(self, x, padding_mask=None):
+        y = self.norm1(x)
+        x = x + F.dropout(self.attn(y, y, y, key_padding_mask=padding_mask, need_weights=False)[0], self.dropout.p, True)
+        return x + F.dropout(self.ffn(self.norm2(x)), self.dropout.p, True)
+""",
+        "normalised input detached": _BLOCK_INIT + """
+    def forward(self, x, padding_mask=None):
+        y = self.norm1(x).detach()
+        x = x + self.dropout(self.attn(y, y, y, key_padding_mask=padding_mask, need_weights=False)[0])
+        return x + self.dropout(self.ffn(self.norm2(x)))
+""",
+    },
+    "q3_classifier": {
+        "blocks built without the dropout rate (always their default 0.1)": """
+_Base = TransformerClassifier
+class TransformerClassifier(_Base):
+    def __init__(self, vocab_size, max_len, d_model, num_heads, d_ff, num_blocks=1, dropout=0.1):
+        super().__init__(vocab_size, max_len, d_model, num_heads, d_ff, num_blocks, dropout)
+        self.blocks = nn.ModuleList([TransformerBlock(d_model, num_heads, d_ff) for _ in range(num_blocks)])
+""",
+        "no dropout after the positions": """
+class TransformerClassifier(TransformerClassifier):
+    def forward(self, ids, padding_mask):
+        x = self.embedding(ids) * math.sqrt(self.embedding.embedding_dim) + self.positions[: ids.shape[1]]
+        for block in self.blocks:
+            x = block(x, padding_mask)
+        x = self.norm(x)
+        keep = (~padding_mask).unsqueeze(-1).float()
+        return self.head((x * keep).sum(1) / keep.sum(1)).squeeze(-1)
+""",
+        "embeddings detached (the embedding never learns)": """
+class TransformerClassifier(TransformerClassifier):
+    def forward(self, ids, padding_mask):
+        x = self.dropout(self.embedding(ids).detach() * math.sqrt(self.embedding.embedding_dim) + self.positions[: ids.shape[1]])
+        for block in self.blocks:
+            x = block(x, padding_mask)
+        x = self.norm(x)
+        keep = (~padding_mask).unsqueeze(-1).float()
+        return self.head((x * keep).sum(1) / keep.sum(1)).squeeze(-1)
+""",
+        "count of real tokens clamped at 2": """
+class TransformerClassifier(TransformerClassifier):
+    def forward(self, ids, padding_mask):
+        x = self.dropout(self.embedding(ids) * math.sqrt(self.embedding.embedding_dim) + self.positions[: ids.shape[1]])
+        for block in self.blocks:
+            x = block(x, padding_mask)
+        x = self.norm(x)
+        keep = (~padding_mask).unsqueeze(-1).float()
+        return self.head((x * keep).sum(1) / keep.sum(1).clamp(min=2)).squeeze(-1)
+""",
+    },
+}
+for _question, _variants in BEHAVIOUR_MISTAKES.items():
+    MISTAKES.setdefault(_question, {}).update(_variants)
+
+
+# correct implementations ported from public code (each written for this notebook's interface; the source is named above it)
+PORTED = {
+    "q1_positional_encoding": {
+        # CS231n assignment 3 (cs231n.github.io/assignments2024/assignment3), transformer_layers.py: PositionalEncoding
+        # (pe of shape (1, max_len, embed_dim), pows = 10000 ** (-arange(0, d, 2) / d)); here its only row of encodings
+        "CS231n PositionalEncoding": """
+def positional_encoding(max_len, d_model):
+    pe = torch.zeros(1, max_len, d_model)
+    i = torch.arange(max_len)[:, None]
+    pows = torch.pow(10000, -torch.arange(0, d_model, 2) / d_model)
+    pe[0, :, 0::2] = torch.sin(i * pows)
+    pe[0, :, 1::2] = torch.cos(i * pows)
+    return pe[0]
+""",
+        # PyTorch tutorials, github.com/pytorch/tutorials, beginner_source/transformer_tutorial.py: PositionalEncoding
+        # (sequence-first pe of shape (max_len, 1, d_model), div_term = exp(arange(0, d, 2) * -log(10000) / d))
+        "PyTorch tutorial PositionalEncoding (max_len, 1, d_model)": """
+def positional_encoding(max_len, d_model):
+    position = torch.arange(max_len).unsqueeze(1)
+    div_term = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
+    pe = torch.zeros(max_len, 1, d_model)
+    pe[:, 0, 0::2] = torch.sin(position * div_term)
+    pe[:, 0, 1::2] = torch.cos(position * div_term)
+    return pe[:, 0, :]
+""",
+        # KerasNLP, github.com/keras-team/keras-nlp, keras_nlp/layers/modeling/sine_position_encoding.py:
+        # SinePositionEncoding (timescales min_freq ** (2 * (i // 2) / d), interleaved by a 0/1 cos mask)
+        "KerasNLP SinePositionEncoding with sin/cos masks": """
+def positional_encoding(max_len, d_model, max_wavelength=10000):
+    positions = torch.arange(max_len, dtype=torch.float32)
+    min_freq = 1.0 / max_wavelength
+    timescales = torch.pow(torch.tensor(min_freq), (2 * (torch.arange(d_model) // 2)).float() / d_model)
+    angles = positions[:, None] * timescales[None, :]
+    cos_mask = (torch.arange(d_model) % 2).float()
+    sin_mask = 1 - cos_mask
+    return torch.sin(angles) * sin_mask + torch.cos(angles) * cos_mask
+""",
+    },
+    "q2_transformer_block": {
+        # The Annotated Transformer, github.com/harvardnlp/annotated-transformer, the_annotated_transformer.py:
+        # SublayerConnection (x + dropout(sublayer(norm(x))): its pre-norm form) and EncoderLayer.forward
+        "Annotated Transformer SublayerConnection": _BLOCK_INIT + """
+    def sublayer(self, x, norm, sublayer):
+        return x + self.dropout(sublayer(norm(x)))
+
+    def forward(self, x, padding_mask=None):
+        x = self.sublayer(x, self.norm1, lambda x: self.attn(x, x, x, key_padding_mask=padding_mask)[0])
+        return self.sublayer(x, self.norm2, self.ffn)
+""",
+        # PyTorch, torch/nn/modules/transformer.py: TransformerEncoderLayer with norm_first=True (_sa_block and _ff_block,
+        # each ending in a dropout; its extra dropout inside the feed-forward network is not in this notebook's formula)
+        "PyTorch TransformerEncoderLayer (norm_first) _sa_block / _ff_block": _BLOCK_INIT + """
+    def _sa_block(self, x, attn_mask, key_padding_mask):
+        x = self.attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False)[0]
+        return self.dropout(x)
+
+    def _ff_block(self, x):
+        return self.dropout(self.ffn[2](self.ffn[1](self.ffn[0](x))))
+
+    def forward(self, x, padding_mask=None):
+        x = x + self._sa_block(self.norm1(x), None, padding_mask)
+        x = x + self._ff_block(self.norm2(x))
+        return x
+""",
+        # PyTorch, torch/nn/functional.py: multi_head_attention_forward, the function nn.MultiheadAttention calls,
+        # on the block's own parameters (sequence-first, hence the transposes)
+        "F.multi_head_attention_forward on the block's parameters": _BLOCK_INIT + """
+    def forward(self, x, padding_mask=None):
+        y = self.norm1(x).transpose(0, 1)
+        attended, _ = F.multi_head_attention_forward(
+            y, y, y, self.attn.embed_dim, self.attn.num_heads, self.attn.in_proj_weight, self.attn.in_proj_bias,
+            None, None, False, self.attn.dropout, self.attn.out_proj.weight, self.attn.out_proj.bias,
+            training=self.training, key_padding_mask=padding_mask, need_weights=False)
+        x = x + self.dropout(attended.transpose(0, 1))
+        return x + self.dropout(self.ffn(self.norm2(x)))
+""",
+    },
+    "q3_classifier": {
+        # The Annotated Transformer, github.com/harvardnlp/annotated-transformer, the_annotated_transformer.py: Embeddings
+        # (lut(x) * sqrt(d_model)), PositionalEncoding (a (1, max_len, d_model) buffer, x + pe[:, :x.size(1)], then
+        # dropout) and Encoder (layers, then a final norm), with sentence-transformers' masked mean pooling
+        # (github.com/UKPLab/sentence-transformers, sentence_transformers/models/Pooling.py)
+        "Annotated Transformer embeddings, (1, max_len, d) positions buffer, Encoder": """
+_Base = TransformerClassifier
+class TransformerClassifier(_Base):
+    def __init__(self, vocab_size, max_len, d_model, num_heads, d_ff, num_blocks=1, dropout=0.1):
+        super().__init__(vocab_size, max_len, d_model, num_heads, d_ff, num_blocks, dropout)
+        self.d_model = d_model
+        self.register_buffer("positions", positional_encoding(max_len, d_model).unsqueeze(0), persistent=False)
+
+    def forward(self, ids, padding_mask):
+        x = self.embedding(ids) * math.sqrt(self.d_model)
+        x = self.dropout(x + self.positions[:, : x.size(1)].requires_grad_(False))
+        for layer in self.blocks:
+            x = layer(x, padding_mask)
+        token_embeddings = self.norm(x)
+        input_mask_expanded = (~padding_mask).unsqueeze(-1).expand(token_embeddings.size()).float()
+        pooled = torch.sum(token_embeddings * input_mask_expanded, 1) / torch.clamp(input_mask_expanded.sum(1), min=1e-9)
+        return self.head(pooled).squeeze(-1)
+""",
+        # PyTorch tutorials, github.com/pytorch/tutorials, beginner_source/transformer_tutorial.py: TransformerModel.forward
+        # (embedding * sqrt(d_model), then a PositionalEncoding module on sequence-first input: x + pe[:x.size(0)],
+        # dropout), turned back to batch-first for the blocks
+        "PyTorch tutorial TransformerModel with a sequence-first PositionalEncoding": """
+class PositionalEncoding(nn.Module):
+    def __init__(self, d_model, dropout=0.1, max_len=5000):
+        super().__init__()
+        self.dropout = nn.Dropout(p=dropout)
+        self.register_buffer("pe", positional_encoding(max_len, d_model).unsqueeze(1), persistent=False)
+
+    def forward(self, x):
+        return self.dropout(x + self.pe[: x.size(0)])
+
+_Base = TransformerClassifier
+class TransformerClassifier(_Base):
+    def __init__(self, vocab_size, max_len, d_model, num_heads, d_ff, num_blocks=1, dropout=0.1):
+        super().__init__(vocab_size, max_len, d_model, num_heads, d_ff, num_blocks, dropout)
+        del self.positions
+        self.pos_encoder = PositionalEncoding(d_model, dropout, max_len)
+        del self.dropout
+        self.d_model = d_model
+
+    def forward(self, ids, padding_mask):
+        src = self.embedding(ids) * math.sqrt(self.d_model)
+        src = self.pos_encoder(src.transpose(0, 1)).transpose(0, 1)
+        for block in self.blocks:
+            src = block(src, padding_mask)
+        src = self.norm(src)
+        keep = (~padding_mask).unsqueeze(-1).float()
+        return self.head((src * keep).sum(1) / keep.sum(1)).squeeze(-1)
+""",
+    },
+}
+for _question, _variants in PORTED.items():
+    ALTERNATIVES.setdefault(_question, {}).update({f"ported: {k}": v for k, v in _variants.items()})
+
+
+def test_at_least_eight_ported_alternatives():
+    assert sum(len(v) for v in PORTED.values()) >= 8
 
 
 (test_reference_passes_every_question, test_mistake_is_caught, test_correct_alternative_passes,

@@ -179,8 +179,8 @@ def test_vocabulary_order_matches_counts(build_vocabulary):
 # ## 2. Multi-hot vectors
 #
 # A review (a list of word indices) becomes a vector of length `VOCAB_SIZE` with a 1 at every index that occurs in the
-# review, however often, and 0 elsewhere. Unknown words all share index 0, so position 0 says "this review contains at
-# least one unknown word".
+# review, however often, and 0 elsewhere (an empty review gives a row of zeros). Unknown words all share index 0, so
+# position 0 says "this review contains at least one unknown word".
 #
 # **Memory**: 25,000 reviews × 10,000 words as float64 is 2 GB (the lecture's `np.zeros` version needs 4 GB for train and
 # test together). We therefore only ever build multi-hot vectors for one batch of reviews at a time.
@@ -245,7 +245,7 @@ def test_multi_hot_random_and_edge_cases(multi_hot):
 # %% [markdown]
 # ## 3. Inverse document frequency
 #
-# With $N$ reviews, the lecture weighs word $i$ by
+# With $N$ reviews (all of them, empty ones included), the lecture weighs word $i$ by
 # $$\mathrm{idf}_i = \log\frac{N}{\mathrm{df}_i},\qquad \mathrm{df}_i = |\{d \in D : t_i \in d\}|,$$
 # the **number of reviews that contain the word** (not how often it occurs in total), with the natural logarithm.
 # A word in every review gets weight $\log 1 = 0$; a word in few reviews gets a large weight. Use exactly this formula
@@ -296,7 +296,8 @@ def test_idf_matches_formula_on_random_documents(inverse_document_frequency):
     size = 30
     docs = [[rng.randrange(size - 5) for _ in range(rng.randint(0, 40))] for _ in range(25)]
     docs += [[7] * 9]  # a word repeated many times in one review still has df + 1
-    docs = [d + [3] for d in docs]  # word 3 is in every review
+    docs = [d + [3] for d in docs]  # word 3 is in every non-empty review
+    docs += [[], []]  # empty reviews count in N
     idf = inverse_document_frequency(docs, size)
     assert torch.is_tensor(idf) and tuple(idf.shape) == (size,), "idf must be a tensor of shape (size,)"
     assert idf.dtype == torch.float32, f"expected float32, got {idf.dtype}"
@@ -308,7 +309,8 @@ def test_idf_matches_formula_on_random_documents(inverse_document_frequency):
         assert abs(idf[word].item() - expected) < 1e-4, (
             f"idf of a word in {df} of {n} reviews should be log({n}/{df}) = {expected:.4f}, got {idf[word].item():.4f}"
             if df else "a word in no review must get idf 0")
-    assert abs(idf[3].item()) < 1e-6, "a word in every review must get idf 0"
+    assert abs(idf[3].item() - math.log(n / (n - 2))) < 1e-4, "empty reviews count in N: idf = log(N / df) over all reviews"
+    assert abs(inverse_document_frequency([[2, 1], [1], [1, 1]], 4)[1].item()) < 1e-6, "a word in every review must get idf 0"
 
 # %% [raw]
 # # END TESTS
@@ -376,6 +378,9 @@ def test_tfidf_l2_rows_random(tfidf_l2):
     assert torch.allclose(out, expected, atol=1e-5), "each row must be x * idf divided by that row's L2 norm"
     row_norms = out.norm(dim=1)
     assert torch.allclose(row_norms[norms.flatten() > 0], torch.ones(1), atol=1e-5), "non-empty rows must have norm 1"
+    for scale in (1e-3, 50.0):  # rows of any length, below and above 1, become unit vectors
+        assert torch.allclose(tfidf_l2(x, idf * scale), expected, atol=1e-5), (
+            "scaling the idf must not change the normalised rows: divide by each row's norm, whatever its size")
 
 # %% [raw]
 # # END TESTS
@@ -392,7 +397,8 @@ def test_tfidf_l2_rows_random(tfidf_l2):
 # in a numerically stable way. A positive logit means "positive review".
 #
 # Keep the attribute names: the `idf` buffer and `self.mlp` (an `nn.Sequential` of the seven layers above, in that order),
-# so your exported weights can be loaded by the grader.
+# so your exported weights can be loaded by the grader. Dropout is active in training mode only, and training must
+# reach the three linear layers (nothing detached).
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -459,6 +465,10 @@ def test_model_computes_logits_of_tfidf(BagOfWordsClassifier):
     model.train()
     torch.manual_seed(1)
     assert not torch.allclose(model(x), model(x)), "dropout must be active in training mode"
+    model.eval()(x).sum().backward()  # training reaches the three linear layers
+    for i in (0, 3, 6):
+        grad = model.mlp[i].weight.grad
+        assert grad is not None and grad.abs().sum() > 0, f"a linear layer of the MLP gets no gradient (mlp[{i}]): nothing may be detached"
 
 # %% [raw]
 # # END TESTS

@@ -316,6 +316,8 @@ def test_masked_mean_all_padding_and_no_side_effects(masked_mean):
 # `length` positions, padding included, kept so that you can compare the two.
 #
 # Keep the attribute names `self.embedding` and `self.head`: the grader loads your exported weights by these names.
+# Training goes through all of it: the head and every word vector of a review get gradients (with the masked mean,
+# the padding row 0 gets none), so nothing may be detached.
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -360,7 +362,7 @@ def test_model_shapes(EmbeddingClassifier):
 # %%
 """ # BEGIN TEST CONFIG
 hidden: true
-points: 2
+points: 1
 """ # END TEST CONFIG
 def test_model_computes_pooled_logits(EmbeddingClassifier):
     import torch
@@ -384,6 +386,40 @@ def test_model_computes_pooled_logits(EmbeddingClassifier):
             assert torch.allclose(out, expected, atol=1e-5), f"pooling={pooling!r}: forward must be head(pooled embeddings)"
             model.head.bias.fill_(10.0)
             assert (model(ids) > 1.5).all(), "forward must return raw logits, not sigmoid probabilities"
+            assert torch.allclose(model(ids[3:4]), model(ids)[3:4], atol=1e-5), "a batch of one must give that review's logit"
+
+# %%
+""" # BEGIN TEST CONFIG
+hidden: true
+points: 1
+""" # END TEST CONFIG
+def test_model_learns_embedding_and_head(EmbeddingClassifier):
+    import torch
+    import torch.nn as nn
+    torch.manual_seed(1)
+    ids = torch.randint(1, 30, (5, 8))
+    ids[0, :5] = 0
+    ids[2, :7] = 0  # a review of one word
+    for pooling in ("masked", "mean"):
+        model = EmbeddingClassifier(30, 4, pooling=pooling)
+        table = model.embedding.weight.detach().clone().requires_grad_()
+        weight, bias = model.head.weight.detach().clone().requires_grad_(), model.head.bias.detach().clone().requires_grad_()
+        vectors = table[ids]
+        if pooling == "masked":
+            keep = (ids != 0).unsqueeze(-1).float()
+            pooled = (vectors * keep).sum(1) / keep.sum(1)
+        else:
+            pooled = vectors.mean(1)
+        expected = (pooled @ weight.T + bias).squeeze(-1)
+        upstream = torch.randn(5)
+        (model(ids) * upstream).sum().backward()
+        (expected * upstream).sum().backward()
+        grad = model.embedding.weight.grad
+        assert grad is not None and torch.allclose(grad, table.grad, atol=1e-5), (
+            f"pooling={pooling!r}: the embedding gets the wrong gradient: every word vector of a review must take part in "
+            "its pooled vector, and nothing may be detached" + (" (the padding row gets none)" if pooling == "masked" else ""))
+        assert model.head.weight.grad is not None and torch.allclose(model.head.weight.grad, weight.grad, atol=1e-5), (
+            f"pooling={pooling!r}: the head gets the wrong gradient")
 
 # %% [raw]
 # # END TESTS
@@ -645,7 +681,8 @@ print("queen:", glove_matrix[vocab.index["queen"]][:6].numpy().round(3), "...")
 # ### Frozen or fine-tuned
 #
 # `pretrained_classifier(matrix, freeze)` returns an `EmbeddingClassifier` (masked mean) whose embedding is initialised
-# with a copy of `matrix` (its shape gives the vocabulary size and the dimension). With `freeze=True` the embedding must
+# with a copy of `matrix` (a float32 tensor, as `build_embedding_matrix` returns; its shape gives the vocabulary size
+# and the dimension). With `freeze=True` the embedding must
 # not be trained at all: no gradient may reach it, so that only the linear head learns. With `freeze=False` the
 # GloVe vectors are only the starting point and are **fine-tuned** on our reviews with the rest of the model.
 
@@ -773,8 +810,8 @@ for name, acc in results.items():
 #
 # Words are compared by the **cosine similarity** of their vectors, $\cos(\mathbf{u}, \mathbf{v}) =
 # \frac{\mathbf{u}\cdot\mathbf{v}}{\lVert\mathbf{u}\rVert\,\lVert\mathbf{v}\rVert}$, which ignores their lengths.
-# Write `nearest_neighbours(matrix, query, k)`: the indices of the `k` rows of `matrix` most similar to the vector
-# `query`, most similar first, as an int64 tensor. Rows that are all zero (padding, words missing from GloVe) have no
+# Write `nearest_neighbours(matrix, query, k)`: the indices of the `k` rows of `matrix` (a float32 tensor) most similar
+# to the vector `query` (a float32 tensor, not zero), most similar first, as an int64 tensor. Rows that are all zero (padding, words missing from GloVe) have no
 # direction: never return them.
 
 # %% [raw]

@@ -93,7 +93,9 @@ import torch.nn.functional as F
 #
 # Write it for a batch `x` of shape `(batch, t, k)`, without a Python loop over the batch or the tokens, and return
 # both the output `y` (shape `(batch, t, k)`) and the weights `w` (shape `(batch, t, t)`, `w[b, i, j]` = how much token
-# `i` attends to token `j`). No scaling here: that comes in part 2.
+# `i` attends to token `j`). No scaling here: that comes in part 2. It must work for any batch size and length (a batch
+# of one, a single token) and stay differentiable along every path, through `w` too: no `.detach()`, no
+# `torch.no_grad()` (the models of this assignment learn through it; the same holds for parts 2 and 3).
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -139,16 +141,26 @@ def test_simple_matches_formula_on_random_batches(simple_self_attention):
     import torch
     import torch.nn as nn
     gen = torch.Generator().manual_seed(0)
+    for batch, t, k in [(4, 7, 6), (1, 1, 3), (1, 9, 2), (3, 16, 8)]:  # a batch of one and a single token included
+        x = torch.randn(batch, t, k, generator=gen).requires_grad_()
+        x_ref = x.detach().clone().requires_grad_()
+        y, w = simple_self_attention(x)
+        assert tuple(y.shape) == (batch, t, k) and tuple(w.shape) == (batch, t, t), "y must be (batch, t, k) and w (batch, t, t)"
+        scores = torch.einsum("bik,bjk->bij", x_ref, x_ref)
+        expected_w = torch.exp(scores - scores.amax(-1, keepdim=True))
+        expected_w = expected_w / expected_w.sum(-1, keepdim=True)
+        expected_y = torch.einsum("bij,bjk->bik", expected_w, x_ref)
+        assert torch.allclose(w.sum(-1), torch.ones(batch, t), atol=1e-5), "rows of w must sum to 1: softmax over the last axis (j)"
+        assert torch.allclose(w, expected_w, atol=1e-5), "w must be softmax(x xᵀ) over the last axis, with no scaling"
+        assert torch.allclose(y, expected_y, atol=1e-5), "y must be w @ x: y_i = sum_j w_ij x_j"
+        # gradients flow through the weights too: a loss on y and w reaches x along every path of the formula
+        g_y, g_w = torch.randn(batch, t, k, generator=gen), torch.randn(batch, t, t, generator=gen)
+        ((y * g_y).sum() + (w * g_w).sum()).backward()
+        ((expected_y * g_y).sum() + (expected_w * g_w).sum()).backward()
+        assert x.grad is not None and torch.allclose(x.grad, x_ref.grad, atol=1e-4), (
+            "the gradient with respect to x differs from the formula's: nothing may be detached or computed under no_grad")
     x = torch.randn(4, 7, 6, generator=gen)
-    y, w = simple_self_attention(x)
-    assert tuple(y.shape) == (4, 7, 6) and tuple(w.shape) == (4, 7, 7), "y must be (batch, t, k) and w (batch, t, t)"
-    scores = torch.einsum("bik,bjk->bij", x, x)
-    expected_w = torch.exp(scores - scores.amax(-1, keepdim=True))
-    expected_w = expected_w / expected_w.sum(-1, keepdim=True)
-    assert torch.allclose(w.sum(-1), torch.ones(4, 7), atol=1e-5), "rows of w must sum to 1: softmax over the last axis (j)"
-    assert torch.allclose(w, expected_w, atol=1e-5), "w must be softmax(x xᵀ) over the last axis, with no scaling"
-    expected_y = torch.einsum("bij,bjk->bik", expected_w, x)
-    assert torch.allclose(y, expected_y, atol=1e-5), "y must be w @ x: y_i = sum_j w_ij x_j"
+    y, _ = simple_self_attention(x)
     y1, w1 = simple_self_attention(x[2:3])
     assert torch.allclose(y1, y[2:3], atol=1e-5), "each sequence of the batch must be processed independently"
 
@@ -253,18 +265,28 @@ def test_sdpa_matches_pytorch(scaled_dot_product_attention):
     import torch.nn as nn
     import torch.nn.functional as F
     gen = torch.Generator().manual_seed(2)
-    for shape_q, shape_k, d_v in [((3, 5, 16), (3, 7, 16), 16), ((2, 4, 6, 8), (2, 4, 6, 8), 3), ((1, 1, 64), (1, 9, 64), 5)]:
-        q = torch.randn(*shape_q, generator=gen)
-        k = torch.randn(*shape_k, generator=gen)
-        v = torch.randn(*shape_k[:-1], d_v, generator=gen)
+    shapes = [((3, 5, 16), (3, 7, 16), 16), ((2, 4, 6, 8), (2, 4, 6, 8), 3), ((1, 1, 64), (1, 9, 64), 5),
+              ((1, 1, 4), (1, 1, 4), 2), ((2, 3, 1), (2, 5, 1), 7)]  # one query, one key, key dimension 1
+    for shape_q, shape_k, d_v in shapes:
+        q = torch.randn(*shape_q, generator=gen).requires_grad_()
+        k = torch.randn(*shape_k, generator=gen).requires_grad_()
+        v = torch.randn(*shape_k[:-1], d_v, generator=gen).requires_grad_()
+        q_ref, k_ref, v_ref = (t.detach().clone().requires_grad_() for t in (q, k, v))
         out, w = scaled_dot_product_attention(q, k, v)
-        expected = F.scaled_dot_product_attention(q, k, v)
+        expected = F.scaled_dot_product_attention(q_ref, k_ref, v_ref)
         assert tuple(out.shape) == tuple(expected.shape), f"output shape {tuple(out.shape)}, expected {tuple(expected.shape)}"
         assert tuple(w.shape) == (*shape_q[:-1], shape_k[-2]), f"weights must have shape (..., t_q, t_k), got {tuple(w.shape)}"
         assert torch.allclose(out, expected, atol=1e-5), (
             f"output differs from torch's scaled_dot_product_attention for q {shape_q}, k {shape_k}: "
             "check the scaling (by sqrt of the key dimension), the softmax axis and the transposes")
         assert torch.allclose(w.sum(-1), torch.ones(w.shape[:-1]), atol=1e-5), "each row of the weights must sum to 1"
+        upstream = torch.randn(expected.shape, generator=gen)
+        (out * upstream).sum().backward()
+        (expected * upstream).sum().backward()
+        for name, mine, ref in (("q", q, q_ref), ("k", k, k_ref), ("v", v, v_ref)):
+            assert mine.grad is not None and torch.allclose(mine.grad, ref.grad, atol=1e-4), (
+                f"the gradient with respect to {name} differs from torch's scaled_dot_product_attention: "
+                "the scores and weights must stay differentiable (no detach, no torch.no_grad)")
 
 # %%
 """ # BEGIN TEST CONFIG
@@ -329,6 +351,15 @@ def test_sdpa_padding_keys_get_zero_weight(scaled_dot_product_attention):
     assert torch.allclose(out, expected, atol=1e-5), "masked output differs from torch's scaled_dot_product_attention"
     out_b, _ = scaled_dot_product_attention(q[1:2], k[1:2, 2:], v[1:2, 2:])
     assert torch.allclose(out[1:2], out_b, atol=1e-5), "masking keys must give the same result as removing them"
+    q.requires_grad_()
+    k.requires_grad_()
+    q_ref, k_ref = q.detach().clone().requires_grad_(), k.detach().clone().requires_grad_()
+    out, _ = scaled_dot_product_attention(q, k, v, keep[:, None, :])
+    out.sum().backward()
+    F.scaled_dot_product_attention(q_ref, k_ref, v, attn_mask=keep[:, None, :]).sum().backward()
+    assert q.grad is not None and torch.allclose(q.grad, q_ref.grad, atol=1e-4) and torch.allclose(k.grad, k_ref.grad, atol=1e-4), (
+        "with a mask, the gradients with respect to q and k differ from torch's: the masked scores must stay differentiable")
+    q, k = q.detach(), k.detach()
     causal = torch.ones(5, 5, dtype=torch.bool).tril()
     out_c, w_c = scaled_dot_product_attention(q, k, v, causal)
     assert torch.all(w_c.triu(1) == 0), "a (t_q, t_k) mask must broadcast over the batch"
@@ -390,7 +421,8 @@ plt.show()
 # applied to all tokens at once (it acts on the last axis of `(batch, t, dim)`).
 #
 # Keep the attribute names `self.query`, `self.key`, `self.value` (the hidden tests read the weights from them).
-# `forward(x, mask=None)` returns `(y, weights)` like your `scaled_dot_product_attention`, which you should call.
+# `forward(x, mask=None)` returns `(y, weights)` like your `scaled_dot_product_attention`, which you should call, and
+# passes the mask on. Gradients must reach all three maps, weights and biases.
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -479,6 +511,22 @@ def test_module_matches_manual_computation(SelfAttention):
         w_masked = torch.softmax(scores.masked_fill(~keep[:, None, :], float("-inf")), dim=-1)
         assert torch.all(w_m[1, :, :3] == 0), "forward must pass the mask on: masked keys must get zero weight"
         assert torch.allclose(y_m, w_masked @ V, atol=1e-5), "wrong output with a padding mask"
+    # every parameter learns: the gradients of a loss on y and the weights are those of the formula
+    mine = {name: getattr(layer, name) for name in ("query", "key", "value")}
+    ref = {name: (part.weight.detach().clone().requires_grad_(), part.bias.detach().clone().requires_grad_())
+           for name, part in mine.items()}
+    Q, K, V = (x @ ref[name][0].T + ref[name][1] for name in ("query", "key", "value"))
+    w_ref = torch.softmax((Q @ K.transpose(1, 2) / math.sqrt(12)).masked_fill(~keep[:, None, :], float("-inf")), dim=-1)
+    y_m, w_m = layer(x, keep[:, None, :])
+    g_y, g_w = torch.randn(y_m.shape), torch.randn(w_m.shape)
+    ((y_m * g_y).sum() + (w_m * g_w).sum()).backward()
+    ((w_ref @ V * g_y).sum() + (w_ref * g_w).sum()).backward()
+    for name in ("query", "key", "value"):
+        for kind, mine_p, ref_p in (("weight", mine[name].weight, ref[name][0]), ("bias", mine[name].bias, ref[name][1])):
+            grad = mine_p.grad
+            assert grad is not None and torch.allclose(grad, ref_p.grad, atol=1e-4), (
+                f"a map of the layer gets the wrong gradient (self.{name}.{kind}): every map must take part in the computation, "
+                "nothing detached")
 
 # %% [raw]
 # # END TESTS
@@ -489,16 +537,19 @@ def test_module_matches_manual_computation(SelfAttention):
 # %% [markdown]
 # ## 4. A sentiment model with one self-attention layer
 #
-# Reviews become token ids with the course vocabulary (10,000 words; index 0 is both padding and unknown word) and are
-# padded at the front to 256 tokens. The model:
+# Reviews become token ids with the course vocabulary (10,000 words; index 0 is both padding and unknown word), cut
+# to their last 128 tokens and padded at the front (see the training cell below). The model:
 #
 # 1. `self.embedding`: `nn.Embedding(vocab_size, dim, padding_idx=0)`,
 # 2. `self.attention`: your `SelfAttention(dim)`, called with a mask so that no token attends to index 0,
 # 3. a **masked mean** over the tokens whose id is not 0 (padding must not dilute the average),
 # 4. `self.classifier`: `nn.Linear(dim, 1)`, giving **one logit per review**, shape `(batch,)`.
 #
-# Index 0 also stands for unknown words, so they are ignored too; that is fine here. Padding must not change the
-# prediction: a review gives the same logit whether it is padded to 20 or 256 tokens.
+# Index 0 also stands for unknown words, so they are ignored too; that is fine here. Every review has at least one
+# word that is not 0 (a row of padding only would leave the attention of part 2 without a key). Padding must not change
+# the prediction: a review gives the same logit whether it is padded to 20 or 256 tokens, and a review of one word gets
+# `classifier` of that word's attention output. Keep everything differentiable: training must reach the embeddings,
+# the three maps of the attention layer and the classifier.
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -561,6 +612,23 @@ def test_classifier_ignores_padding(AttentionClassifier):
         expected = model.classifier(y.mean(dim=1)).squeeze(-1)
         assert torch.allclose(base, expected, atol=1e-5), (
             "without padding the logit must be classifier(mean over tokens of attention(embedding(ids)))")
+        one_word = model(torch.tensor([[0, 0, 0, 7]]))
+        y_word, _ = model.attention(model.embedding(torch.tensor([[7]])))
+        assert torch.allclose(one_word, model.classifier(y_word[:, 0]).squeeze(-1), atol=1e-5), (
+            "a review with a single real word, padded, must get classifier(attention output of that word): "
+            "the mean of one vector is that vector")
+    # everything learns: a loss on the logits reaches the embeddings of the real words, Q, K, V and the classifier
+    padded = torch.cat([torch.zeros(3, 4, dtype=torch.long), ids], dim=1)
+    model(padded).sum().backward()
+    table = model.embedding.weight.grad
+    assert table is not None and (table[ids.unique()].abs().sum(-1) > 0).all(), (
+        "the embeddings of the review's words get no gradient: nothing between them and the logit may be detached")
+    for name in ("query", "key", "value"):
+        grad = getattr(model.attention, name).weight.grad
+        assert grad is not None and grad.abs().sum() > 0, (
+            f"a map of the attention layer gets no gradient (attention.{name}): call the attention layer outside "
+            "torch.no_grad and do not detach it")
+    assert model.classifier.weight.grad is not None and model.classifier.weight.grad.abs().sum() > 0, "the classifier gets no gradient"
 
 # %% [raw]
 # # END TESTS

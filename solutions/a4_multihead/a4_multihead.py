@@ -228,6 +228,9 @@ def test_merge_inverts_split(merge_heads):
 #
 # `forward` returns `(y, weights)`: `y` of shape `(batch, t, d)` and the attention weights of every head, `(batch, h, t, t)`.
 # Do not loop over the heads in Python: batched matrix products (`@`, `torch.matmul`, `einsum`) handle the head axis.
+# It must work for any batch size and sequence length (a batch of one, a single token) and stay differentiable: the
+# hidden tests compare your outputs, weights and **gradients** (of the input and of every projection) with those of
+# `nn.MultiheadAttention`, so nothing may be detached or computed under `torch.no_grad()`.
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -283,15 +286,17 @@ points: 2
 def test_mhsa_matches_torch_multihead_attention(MultiHeadSelfAttention):
     import torch
     import torch.nn as nn
-    for dim, heads, seed in [(16, 4, 0), (12, 3, 1), (8, 1, 2)]:
+    # (dim, heads, seed, batch, t): a batch of one and a single token included
+    for dim, heads, seed, batch, t in [(16, 4, 0, 3, 6), (12, 3, 1, 1, 1), (8, 1, 2, 2, 9), (12, 6, 3, 1, 5)]:
         torch.manual_seed(seed)
         ref = nn.MultiheadAttention(dim, heads, batch_first=True).eval()
         with torch.no_grad():
             ref.in_proj_bias.normal_()
             ref.out_proj.bias.normal_()
         layer = MultiHeadSelfAttention(dim, heads).eval()
+        fused = isinstance(getattr(layer, "qkv", None), nn.Linear)
         with torch.no_grad():
-            if isinstance(getattr(layer, "qkv", None), nn.Linear):
+            if fused:
                 layer.qkv.weight.copy_(ref.in_proj_weight)
                 layer.qkv.bias.copy_(ref.in_proj_bias)
             else:
@@ -300,22 +305,43 @@ def test_mhsa_matches_torch_multihead_attention(MultiHeadSelfAttention):
                     getattr(layer, name).bias.copy_(ref.in_proj_bias[part * dim:(part + 1) * dim])
             layer.out.weight.copy_(ref.out_proj.weight)
             layer.out.bias.copy_(ref.out_proj.bias)
-            x = torch.randn(3, 6, dim)
+            x = torch.randn(batch, t, dim)
             y, w = layer(x)
             y_ref, w_ref = ref(x, x, x, need_weights=True, average_attn_weights=False)
             assert torch.allclose(y, y_ref, atol=1e-5), (
-                f"dim {dim}, {heads} heads: output differs from nn.MultiheadAttention with the same weights "
-                "(check the head split, the scaling by sqrt(d_head), the softmax axis and the output projection)")
+                f"dim {dim}, {heads} heads, input {(batch, t, dim)}: output differs from nn.MultiheadAttention with the "
+                "same weights (check the head split, the scaling by sqrt(d_head), the softmax axis and the output projection)")
             assert torch.allclose(w, w_ref, atol=1e-5), f"dim {dim}, {heads} heads: per-head weights differ from nn.MultiheadAttention's"
-            mask = torch.ones(3, 6, dtype=torch.bool)
+        mask = torch.ones(batch, t, dtype=torch.bool)
+        if t > 4:
             mask[0, :2] = False
-            mask[2, 4:] = False
-            y_m, w_m = layer(x, mask)
-            y_mref, w_mref = ref(x, x, x, key_padding_mask=~mask, need_weights=True, average_attn_weights=False)
-            assert torch.allclose(y_m, y_mref, atol=1e-5), (
-                "with a padding mask the output differs from nn.MultiheadAttention(key_padding_mask=~mask): "
-                "our mask is True for real tokens, nn.MultiheadAttention's is True for padding")
-            assert torch.all(w_m[0, :, :, :2] == 0) and torch.all(w_m[2, :, :, 4:] == 0), "padding keys must get exactly zero weight"
+            mask[-1, t - 1:] = False
+        x.requires_grad_()
+        x_ref = x.detach().clone().requires_grad_()
+        y_m, w_m = layer(x, mask)
+        y_mref, w_mref = ref(x_ref, x_ref, x_ref, key_padding_mask=~mask, need_weights=True, average_attn_weights=False)
+        assert torch.allclose(y_m, y_mref, atol=1e-5), (
+            "with a padding mask the output differs from nn.MultiheadAttention(key_padding_mask=~mask): "
+            "our mask is True for real tokens, nn.MultiheadAttention's is True for padding")
+        assert torch.all(w_m.detach()[~mask[:, None, None, :].expand_as(w_m)] == 0), "padding keys must get exactly zero weight"
+        # training: the same gradients as nn.MultiheadAttention, for the input and for every parameter
+        upstream = torch.randn(y_m.shape)
+        (y_m * upstream).sum().backward()
+        (y_mref * upstream).sum().backward()
+        assert x.grad is not None and torch.allclose(x.grad, x_ref.grad, atol=1e-4), (
+            "the gradient with respect to the input differs from nn.MultiheadAttention's: scores and weights must stay "
+            "differentiable (no detach, no torch.no_grad)")
+        pairs = [("out.weight", layer.out.weight.grad, ref.out_proj.weight.grad), ("out.bias", layer.out.bias.grad, ref.out_proj.bias.grad)]
+        if fused:
+            pairs += [("qkv.weight", layer.qkv.weight.grad, ref.in_proj_weight.grad), ("qkv.bias", layer.qkv.bias.grad, ref.in_proj_bias.grad)]
+        else:
+            for part, name in enumerate(("query", "key", "value")):
+                rows = slice(part * dim, (part + 1) * dim)
+                pairs += [(f"{name}.weight", getattr(layer, name).weight.grad, ref.in_proj_weight.grad[rows]),
+                          (f"{name}.bias", getattr(layer, name).bias.grad, ref.in_proj_bias.grad[rows])]
+        for name, grad, expected in pairs:
+            assert grad is not None and torch.allclose(grad, expected, atol=1e-4), (
+                f"the gradient of {name} differs from nn.MultiheadAttention's: every projection must take part")
 
 # %%
 """ # BEGIN TEST CONFIG
@@ -329,9 +355,10 @@ def test_mhsa_heads_are_independent(MultiHeadSelfAttention):
     d_head = dim // heads
     torch.manual_seed(3)
     layer = MultiHeadSelfAttention(dim, heads).eval()
-    layer.out = nn.Identity()  # look at the concatenated heads, before the output projection
     x = torch.randn(2, 5, dim)
     with torch.no_grad():
+        layer.out.weight.copy_(torch.eye(dim))  # an identity output projection shows the concatenated heads
+        layer.out.bias.zero_()
         before, w_before = layer(x)
         q_weight = layer.qkv.weight[:dim] if isinstance(getattr(layer, "qkv", None), nn.Linear) else layer.query.weight
         q_weight[d_head:2 * d_head] += torch.randn(d_head, dim) * 3  # change only head 1's slice of the query map

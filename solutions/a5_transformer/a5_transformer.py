@@ -194,6 +194,11 @@ plt.show()
 # x = x + dropout(ffn(norm2(x)))            # ffn: Linear(d_model, d_ff) -> ReLU -> Linear(d_ff, d_model)
 # ```
 #
+# **Dropout** is that of `nn.Dropout(dropout)`, at the rate the block is given, on each sub-layer's output before it is
+# added: in training mode a fraction `dropout` of the entries becomes 0 and the others are scaled by `1 / (1 - dropout)`;
+# in eval mode nothing is dropped. (Dropout inside the attention weights, as `nn.MultiheadAttention(dropout=...)` adds, is
+# allowed but not required.) Everything stays differentiable: training must reach both sub-layers and the input.
+#
 # **Padding mask.** Reviews in a batch have different lengths, so shorter ones are padded at the end. `padding_mask` is
 # a boolean tensor of shape `(batch, length)` that is **`True` at padding positions** (PyTorch's `key_padding_mask`
 # convention). No position may attend to a padding position; `padding_mask=None` means no padding.
@@ -259,9 +264,11 @@ def test_block_names_and_shapes(TransformerBlock):
 hidden: true
 points: 1
 """ # END TEST CONFIG
-def test_block_is_identity_when_sublayers_output_zero(TransformerBlock):
+def test_block_matches_pre_norm_formula(TransformerBlock):
     import torch
     import torch.nn as nn
+    import torch.nn.functional as F
+    import math
     torch.manual_seed(0)
     block = TransformerBlock(16, 4, 32).eval()
     with torch.no_grad():
@@ -269,51 +276,90 @@ def test_block_is_identity_when_sublayers_output_zero(TransformerBlock):
             layer.weight.zero_()
             layer.bias.zero_()
         x = torch.randn(2, 6, 16) * 3 + 1
-        out = block(x)
-        assert torch.allclose(out, x, atol=1e-5), (
-            "with the attention and feed-forward output layers set to zero, a block with residual connections returns "
-            "its input unchanged: add each sub-layer's output to its input, and normalise only the sub-layer's input")
         mask = torch.zeros(2, 6, dtype=torch.bool)
         mask[0, 4:] = True
-        assert torch.allclose(block(x, mask), x, atol=1e-5), "same, with a padding mask"
-
-# %%
-""" # BEGIN TEST CONFIG
-hidden: true
-points: 1
-""" # END TEST CONFIG
-def test_block_matches_pre_norm_formula(TransformerBlock):
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
-    import math
+        assert torch.allclose(block(x), x, atol=1e-5) and torch.allclose(block(x, mask), x, atol=1e-5), (
+            "with the attention and feed-forward output layers set to zero, a block with residual connections returns "
+            "its input unchanged: add each sub-layer's output to its input, and normalise only the sub-layer's input")
     torch.manual_seed(1)
     d, h, ff = 24, 3, 40
     block = TransformerBlock(d, h, ff).eval()
     with torch.no_grad():
         for p in block.parameters():  # make every parameter matter (layer norms and biases start at 1 / 0)
             p.add_(0.3 * torch.randn_like(p))
-        x = torch.randn(4, 7, d)
-        mask = torch.zeros(4, 7, dtype=torch.bool)
-        mask[1, 5:] = True
-        mask[3, 2:] = True
+    mask = torch.zeros(4, 7, dtype=torch.bool)
+    mask[1, 5:] = True
+    mask[3, 2:] = True
 
-        def attention(y):
-            b, n, _ = y.shape
-            q, k, v = (y @ block.attn.in_proj_weight.T + block.attn.in_proj_bias).split(d, dim=-1)
-            q, k, v = (t.reshape(b, n, h, d // h).transpose(1, 2) for t in (q, k, v))
-            scores = q @ k.transpose(-2, -1) / math.sqrt(d // h)
-            scores = scores.masked_fill(mask[:, None, None, :], float("-inf"))
-            out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, d)
-            return block.attn.out_proj(out)
+    w = {name: p.detach().clone() for name, p in block.named_parameters()}  # the block's weights, by the names asked for
 
-        hidden = x + attention(block.norm1(x))
-        expected = hidden + block.ffn[2](torch.relu(block.ffn[0](block.norm2(hidden))))
-        out = block(x, mask)
+    def attention(y, mask):
+        b, n, _ = y.shape
+        q, k, v = F.linear(y, w["attn.in_proj_weight"], w["attn.in_proj_bias"]).split(d, dim=-1)
+        q, k, v = (t.reshape(b, n, h, d // h).transpose(1, 2) for t in (q, k, v))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(d // h)
+        scores = scores.masked_fill(mask[:, None, None, :], float("-inf"))
+        out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, d)
+        return F.linear(out, w["attn.out_proj.weight"], w["attn.out_proj.bias"])
+
+    def formula(x, mask):
+        norm = lambda t, name: F.layer_norm(t, (d,), w[name + ".weight"], w[name + ".bias"])
+        hidden = x + attention(norm(x, "norm1"), mask)
+        inner = torch.relu(F.linear(norm(hidden, "norm2"), w["ffn.0.weight"], w["ffn.0.bias"]))
+        return hidden + F.linear(inner, w["ffn.2.weight"], w["ffn.2.bias"])
+
+    x = torch.randn(4, 7, d).requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    out, expected = block(x, mask), formula(x_ref, mask)
     keep = ~mask
     assert torch.allclose(out[keep], expected[keep], atol=1e-4), (
         "the block must compute x + attn(norm1(x)), then h + ffn(norm2(h)) (pre-norm), with multi-head attention "
         "scaled by 1/sqrt(d_head) that ignores padded keys")
+    with torch.no_grad():
+        assert torch.allclose(block(x[1:2, :5], mask[1:2, :5]), expected[1:2, :5], atol=1e-4), (
+            "a batch of one (a review of 5 real tokens) must give the outputs it gets inside a batch")
+        one = torch.zeros(4, 1, dtype=torch.bool)
+        assert torch.allclose(block(x[:, :1], one), formula(x[:, :1], one), atol=1e-4), "a sequence of one position must work"
+    # training reaches every parameter and the input, through both sub-layers
+    upstream = torch.randn(out.shape) * keep.unsqueeze(-1)
+    (out * upstream).sum().backward()
+    (expected * upstream).sum().backward()
+    assert x.grad is not None and torch.allclose(x.grad, x_ref.grad, atol=1e-4), (
+        "the gradient with respect to the block's input differs from the formula's: nothing may be detached "
+        "or computed under torch.no_grad")
+    for name, p in block.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"a parameter of the block gets no gradient ({name}): every sub-layer must take part in training"
+
+# %%
+""" # BEGIN TEST CONFIG
+hidden: true
+points: 1
+""" # END TEST CONFIG
+def test_block_dropout_on_each_sublayer_in_training_only(TransformerBlock):
+    import torch
+    import torch.nn as nn
+    torch.manual_seed(6)
+    p = 0.3
+    x = torch.randn(8, 10, 16)
+    for silenced, other in (("ffn", "attention"), ("attention", "feed-forward")):
+        block = TransformerBlock(16, 2, 32, dropout=p)
+        with torch.no_grad():  # one sub-layer outputs exactly 0: what the block adds to x is the other one, dropped out
+            layer = block.ffn[2] if silenced == "ffn" else block.attn.out_proj
+            layer.weight.zero_()
+            layer.bias.zero_()
+            block.eval()
+            clean = block(x) - x
+            assert torch.allclose(block(x) - x, clean), "in eval mode the block must be deterministic (no dropout)"
+            block.train()
+            added = block(x) - x
+        dropped = (added == 0).float().mean().item()
+        assert abs(dropped - p) < 0.06, (
+            f"in training mode the {other} sub-layer's output must be dropped out at the rate given, dropout={p}: "
+            f"{dropped:.2f} of its entries were zero")
+        if silenced == "attention":  # the feed-forward path is deterministic apart from dropout: check the 1 / (1 - p)
+            kept = added != 0
+            assert torch.allclose(added[kept], clean[kept] / (1 - p), atol=1e-4), (
+                "the kept entries of a dropped-out sub-layer output must be scaled by 1 / (1 - p), as nn.Dropout does")
 
 # %%
 """ # BEGIN TEST CONFIG
@@ -351,7 +397,9 @@ def test_block_padding_and_permutation(TransformerBlock):
 #
 # `TransformerClassifier(vocab_size, max_len, d_model, num_heads, d_ff, num_blocks, dropout)` takes token ids
 # `(batch, length)` (with `length <= max_len`) and the boolean `padding_mask` of the same shape (`True` at padding), and
-# returns **one logit per review**, shape `(batch,)`:
+# returns **one logit per review**, shape `(batch,)`. Find padding with `padding_mask`, never with the token ids: id 0
+# is also the unknown word, which is a real token here. Every review has at least one real token (an empty review is
+# the single token 0).
 #
 # 1. `self.embedding`: an `nn.Embedding(vocab_size, d_model)`. **Initialise its weights with a normal distribution of
 #    standard deviation 0.02** (`nn.init.normal_(..., std=0.02)`) and, in `forward`, **multiply the embeddings by
@@ -361,12 +409,16 @@ def test_block_padding_and_permutation(TransformerBlock):
 #    without the scaling loses 10–15 points as well.
 # 2. Add the positional encoding of the first `length` positions: store `positional_encoding(max_len, d_model)` with
 #    `self.register_buffer("positions", ..., persistent=False)` (it moves to the GPU with the model but is not a weight,
-#    so it is not exported), then apply `self.dropout`.
-# 3. `self.blocks`: an `nn.ModuleList` of `num_blocks` `TransformerBlock`s, each given the padding mask.
+#    so it is not exported), then apply `self.dropout` (`nn.Dropout(dropout)`).
+# 3. `self.blocks`: an `nn.ModuleList` of `num_blocks` `TransformerBlock`s, each built with the same `dropout` rate and
+#    given the padding mask.
 # 4. `self.norm`: a final `nn.LayerNorm(d_model)` (pre-norm blocks leave their output un-normalised).
 # 5. **Masked mean pooling**: the mean of the vectors of the real tokens only. A plain `.mean(dim=1)` would let the
 #    amount of padding change the prediction.
 # 6. `self.head`: `nn.Linear(d_model, 1)`; return raw logits (no sigmoid).
+#
+# Training must reach every parameter (nothing detached), and with `dropout=0.0` training mode computes what eval
+# mode computes.
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -467,20 +519,33 @@ def test_classifier_uses_positions(TransformerClassifier):
     import torch.nn as nn
     torch.manual_seed(4)
     model = TransformerClassifier(60, 40, 16, 2, 32).eval()
-    ids = torch.randint(1, 60, (4, 12))
-    no_pad = torch.zeros(4, 12, dtype=torch.bool)
+    # the sinusoidal encoding of section 1, computed here: the model may store its copy in any shape
+    angle = torch.arange(40, dtype=torch.float64)[:, None] / 10000 ** (torch.arange(0, 16, 2, dtype=torch.float64) / 16)
+    positions = torch.stack([angle.sin(), angle.cos()], dim=-1).reshape(40, 16).float()
     with torch.no_grad():
-        out = model(ids, no_pad)
+        for batch, length in ((4, 12), (2, 1), (1, 40)):  # a single token; a batch of one as long as max_len
+            ids = torch.randint(1, 60, (batch, length))
+            no_pad = torch.zeros(batch, length, dtype=torch.bool)
+            out = model(ids, no_pad)
+            x = model.embedding(ids) * 4.0 + positions[:length]  # sqrt(d_model) = 4
+            for block in model.blocks:
+                x = block(x, no_pad)
+            expected = model.head(model.norm(x).mean(dim=1)).squeeze(-1)
+            assert tuple(out.shape) == (batch,) and torch.allclose(out, expected, atol=1e-5), (
+                f"ids of shape {(batch, length)}: forward must be embedding(ids) * sqrt(d_model) + positions[:length] "
+                "-> dropout -> blocks -> norm -> masked mean -> head (no sigmoid)")
+        ids = torch.randint(1, 60, (4, 12))
+        no_pad = torch.zeros(4, 12, dtype=torch.bool)
         shuffled = model(ids[:, torch.randperm(12)], no_pad)
-        assert (out - shuffled).abs().max() > 1e-4, (
+        assert (model(ids, no_pad) - shuffled).abs().max() > 1e-4, (
             "shuffling the words did not change the prediction: add the positional encoding to the embeddings")
-        x = model.embedding(ids) * 4.0 + model.positions[:12]  # sqrt(d_model) = 4
-        for block in model.blocks:
-            x = block(x, no_pad)
-        expected = model.head(model.norm(x).mean(dim=1)).squeeze(-1)
-        assert torch.allclose(out, expected, atol=1e-5), (
-            "forward must be: embedding(ids) * sqrt(d_model) + positions[:length] -> dropout -> blocks -> norm -> masked mean -> head "
-            "(no sigmoid)")
+    # training reaches every parameter: embeddings, every block, the final norm and the head
+    mask = torch.zeros(4, 12, dtype=torch.bool)
+    mask[0, 7:] = True
+    model(ids, mask).sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, (
+            f"a parameter gets no gradient from the logits ({name}): nothing may be detached or computed under torch.no_grad")
 
 # %%
 """ # BEGIN TEST CONFIG
@@ -497,8 +562,19 @@ def test_classifier_returns_logits_and_uses_dropout(TransformerClassifier):
     with torch.no_grad():
         model.head.bias.fill_(10.0)
         assert (model(ids, no_pad) > 1.5).all(), "forward must return raw logits, not sigmoid probabilities"
+        assert torch.equal(model(ids, no_pad), model(ids, no_pad)), "in eval mode the model must be deterministic (no dropout)"
         model.train()
         assert not torch.allclose(model(ids, no_pad), model(ids, no_pad)), "dropout must be active in training mode"
+        for block in model.blocks:  # silenced sub-layers: the blocks pass x on unchanged, in either mode
+            for layer in (block.attn.out_proj, block.ffn[2]):
+                layer.weight.zero_()
+                layer.bias.zero_()
+        assert not torch.allclose(model(ids, no_pad), model(ids, no_pad)), (
+            "in training mode, apply self.dropout to embeddings + positions before the blocks")
+        calm = TransformerClassifier(60, 40, 16, 2, 32, num_blocks=2, dropout=0.0)
+        evaluated = calm.eval()(ids, no_pad)
+        assert torch.allclose(calm.train()(ids, no_pad), evaluated, atol=1e-6), (
+            "with dropout=0.0 training mode must compute what eval mode computes: pass the dropout rate to every block")
 
 # %% [raw]
 # # END TESTS

@@ -218,6 +218,19 @@ def test_masked_attention_matches_formula(masked_attention):
     full = torch.ones(7, 7, dtype=torch.bool)
     _, w_full = masked_attention(q, k, v, full)
     assert torch.allclose(w_full, torch.softmax(scores, -1), atol=1e-5), "with an all-True mask this is plain attention"
+    # training goes through it: the gradients of q, k and v are those of the formula
+    for t in (q, k, v):
+        t.requires_grad_()
+    q_ref, k_ref, v_ref = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    out, weights = masked_attention(q, k, v, mask)
+    w_ref = torch.softmax((q_ref @ k_ref.transpose(-2, -1) / math.sqrt(16)).masked_fill(~mask, float("-inf")), dim=-1)
+    g_out, g_w = torch.randn(out.shape, generator=gen), torch.randn(weights.shape, generator=gen)
+    ((out * g_out).sum() + (weights * g_w).sum()).backward()
+    ((w_ref @ v_ref * g_out).sum() + (w_ref * g_w).sum()).backward()
+    for name, mine, ref in (("q", q, q_ref), ("k", k, k_ref), ("v", v, v_ref)):
+        assert mine.grad is not None and torch.allclose(mine.grad, ref.grad, atol=1e-4), (
+            f"the gradient with respect to {name} differs from the formula's: scores and weights must stay differentiable "
+            "(no detach, no torch.no_grad)")
 
 # %% [raw]
 # # END TESTS
@@ -329,6 +342,28 @@ def test_attention_matches_head_convention(CausalSelfAttention):
         assert torch.allclose(attn(x), expected_out, atol=1e-5), (
             "output differs from the stated convention: q, k, v in that order, heads of consecutive dimensions, "
             "scaled by sqrt(head size), heads concatenated, then proj")
+    # the same convention written with copies of the weights, to compare gradients: every parameter learns
+    ref = {name: p.detach().clone().requires_grad_() for name, p in attn.named_parameters()}
+
+    def reference(x):
+        B, T, _ = x.shape
+        q, k, v = (x @ ref["qkv.weight"].T + ref["qkv.bias"]).split(16, dim=-1)
+        q, k, v = (t.view(B, T, 4, 4).transpose(1, 2) for t in (q, k, v))
+        scores = (q @ k.transpose(-2, -1) / math.sqrt(4)).masked_fill(~torch.tril(torch.ones(T, T, dtype=torch.bool)), float("-inf"))
+        return (torch.softmax(scores, -1) @ v).transpose(1, 2).reshape(B, T, 16) @ ref["proj.weight"].T + ref["proj.bias"]
+
+    for shape in ((2, 6, 16), (1, 1, 16)):  # a batch of one with a single position included
+        x = torch.randn(*shape, generator=gen)
+        out, expected_out = attn(x), reference(x)
+        assert torch.allclose(out, expected_out, atol=1e-5), f"input of shape {shape}: output differs from the stated convention"
+        upstream = torch.randn(out.shape, generator=gen)
+        (out * upstream).sum().backward()
+        (expected_out * upstream).sum().backward()
+        for name, p in attn.named_parameters():
+            assert p.grad is not None and torch.allclose(p.grad, ref[name].grad, atol=1e-4), (
+                f"a parameter gets the wrong gradient ({name}): queries, keys and values must stay differentiable (no detach, no no_grad)")
+            p.grad = None
+            ref[name].grad = None
 
 # %% [raw]
 # # END TESTS
@@ -350,7 +385,8 @@ def test_attention_matches_head_convention(CausalSelfAttention):
 #
 # The logits at position $t$ are the model's scores for the character at position $t+1$. `T` may be anything from 1
 # to `block_size`; raise a `ValueError` if it is longer (there is no position embedding for it). There is no dropout:
-# the model is small and trains for only a few minutes. `__init__` fixes the layer names the grader expects, and
+# the model is small and trains for only a few minutes. Training must reach every parameter (the embeddings, both
+# sub-layers of every block, `ln_f`, `lm_head`): nothing may be detached. `__init__` fixes the layer names the grader expects, and
 # initialises the weights as GPT-2 does (normal, std 0.02): keep it.
 
 # %% [raw]
@@ -469,6 +505,13 @@ def test_gpt_matches_pre_norm_recipe(GPT):
             "ln_f, lm_head")
         for t in range(1, 9):
             assert torch.allclose(model(idx[:, :t]), out[:, :t], atol=1e-4), f"prefix of length {t} gives other logits"
+        assert torch.allclose(model(idx[1:2]), out[1:2], atol=1e-4), "a batch of one must give the logits of that sequence"
+    # training reaches every parameter: embeddings, both sub-layers of every block, ln_f and lm_head
+    targets = torch.randint(13, (3, 8))
+    torch.nn.functional.cross_entropy(model(idx).reshape(-1, 13), targets.reshape(-1)).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, (
+            f"a parameter gets no gradient from the loss ({name}): nothing between it and the logits may be detached or run under no_grad")
 
 # %%
 """ # BEGIN TEST CONFIG
@@ -505,14 +548,15 @@ def test_gpt_rejects_too_long_input(GPT):
 # 3. choose the next token:
 #    - `greedy=True`: the token with the **largest** logit (no randomness; `temperature` and `top_k` are ignored);
 #    - otherwise divide the logits by `temperature` (must be > 0; raise a `ValueError` otherwise, whatever `greedy` is),
-#      if `top_k` is given keep only the `top_k` largest logits (set the others to $-\infty$),
+#      if `top_k` is given keep only the `top_k` largest logits (set the others to $-\infty$; a `top_k` at least
+#      the vocabulary size keeps every token; temperature and top-k combine),
 #      turn the logits into probabilities with a softmax and draw one token with
 #      `torch.multinomial(probs, 1, generator=generator)`,
 # 4. append it.
 #
 # Return the prompt followed by the new tokens, a 1-D tensor of length `len(prompt) + max_new_tokens`.
-# Passing a seeded `torch.Generator` makes the text reproducible. A low temperature sharpens the distribution towards
-# greedy decoding; a high one flattens it towards uniform.
+# Passing a seeded `torch.Generator` makes the text reproducible (the same seed gives the same text, another seed other
+# text). A low temperature sharpens the distribution towards greedy decoding; a high one flattens it towards uniform.
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -642,6 +686,15 @@ def test_sampler_top_k(generate):
     gen = torch.Generator().manual_seed(8)
     out = generate(model, torch.tensor([0]), 50, temperature=3.0, top_k=1, generator=gen)
     assert (out[1:] == 1).all(), "top_k=1 must always pick the largest logit"
+    for temperature, top_k, allowed in ((2.0, 3, kept), (0.5, 10, torch.arange(6))):  # a top_k beyond the vocabulary keeps all
+        gen = torch.Generator().manual_seed(9)
+        out = generate(model, torch.tensor([0]), draws, temperature=temperature, top_k=top_k, generator=gen)[1:]
+        freq = torch.bincount(out, minlength=6).float() / draws
+        expected = torch.zeros(6)
+        expected[allowed] = torch.softmax(model.logits[allowed] / temperature, -1)
+        assert (freq - expected).abs().max() < 0.03, (
+            f"temperature {temperature} with top_k={top_k}: frequencies {freq.tolist()} must match the softmax of the "
+            f"kept logits divided by the temperature {expected.tolist()} (a top_k beyond the vocabulary keeps every token)")
 
 # %%
 """ # BEGIN TEST CONFIG
@@ -674,6 +727,14 @@ def test_sampler_greedy_top1_low_temperature_agree(generate):
     a = generate(model, prompt, 40, temperature=1.5, generator=torch.Generator().manual_seed(9))
     b = generate(model, prompt, 40, temperature=1.5, generator=torch.Generator().manual_seed(9))
     assert torch.equal(a, b), "the same seeded generator must give the same sample: pass generator to torch.multinomial"
+    c = generate(model, prompt, 40, temperature=1.5, generator=torch.Generator().manual_seed(10))
+    assert not torch.equal(a, c), "two different seeds gave the same 40 sampled tokens: the generator must drive the draws"
+    for temperature in (0.0, -1.0):
+        try:
+            generate(model, prompt, 3, temperature=temperature, greedy=True)
+        except ValueError:
+            continue
+        raise AssertionError("an invalid temperature must raise a ValueError even with greedy=True")
 
 # %%
 """ # BEGIN TEST CONFIG
