@@ -7,7 +7,7 @@ from pathlib import Path
 from course.data import DATA_DIR_ENV, find_data_dir  # noqa: E402
 
 # this machine is disposable: when the tests grade as root, the grader may open the interpreter's folders (o+x) to
-# the unprivileged user that runs the notebook, as it does in Gradescope's container (see course.otter_plugin)
+# the unprivileged user that runs the notebook, as it does in Gradescope's container (see autograder/sandbox/users.py)
 os.environ.setdefault("COURSE_GRANT_KERNEL_ACCESS", "1")
 
 _MIRROR = find_data_dir()

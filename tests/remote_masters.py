@@ -38,7 +38,7 @@ for line in sys.stdin:
             os.setsid()
             if request["name"]:
                 notebook = namespace(request["name"], request["overrides"])
-            else:  # a namespace of its own (course.remote's tests)
+            else:  # a namespace of its own (sandbox.remote's tests)
                 notebook = {{"__name__": "__main__"}}
                 exec(request["overrides"], notebook)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
