@@ -136,8 +136,9 @@ MARKER_PAYLOAD = "open({marker!r}, 'w').write('ran')\n"
 def test_nothing_in_a_submission_but_its_notebook_and_weights_is_read(reference_zip, tmp_path):
     """A stub submitted with files otter or Python would read or run: otter's log (a pickle), an otter config, a
     namespace package named like a module torch imports if present, sitecustomize, .pth files, shadows of installed
-    modules. Only the notebook and the weights are graded; the rest is named and
-    never read, so the untouched stub still scores 0 (two of these once gave a stub full marks)."""
+    modules. Only the notebook and the weights are graded; the rest is named and never read, so the untouched stub
+    still scores 0. (Before, otter unpickled .OTTER_LOG as root in the grader, and the kernel's first cell imported
+    envwrap/ as root through tqdm: each, written to switch the verdicts on, gave the untouched stub 18/18.)"""
     import pickle
 
     marker = tmp_path / "submitted-code-ran"
@@ -150,12 +151,15 @@ def test_nothing_in_a_submission_but_its_notebook_and_weights_is_read(reference_
     stub = A1.release.read_bytes()
     entries = {"a1_tfidf.ipynb": stub, ".OTTER_LOG": pickle.dumps(RunsCode()), "a1_tfidf.otter": b'{"notebook": 1}',
                "triton/language.py": payload, "triton/__main__.py": payload, "sitecustomize.py": payload,
+               # a namespace package (no __init__.py) that tqdm imports when present: `from envwrap import envwrap`
+               "envwrap/envwrap.py": payload + "def envwrap(*a, **k):\n    return lambda f: f\nimport sys\n"
+                                               "sys.modules[__name__] = envwrap\n",
                "usercustomize.py": payload, "evil.pth": f"import os; {payload}".encode(), "tqdm.py": payload,
                "zmq/__init__.py": payload, "course/grading.py": payload, "__pycache__/x.pyc": b"\0" * 16}
     results = _grade_zip(tmp_path, entries)
     assert not marker.exists(), "a file of the submission ran"
     assert sum(_scores(results).values()) == 0, _scores(results)
-    for name in ("triton/", "sitecustomize.py", ".OTTER_LOG", "tqdm.py", "zmq/", "course/"):
+    for name in ("triton/", "envwrap/", "sitecustomize.py", ".OTTER_LOG", "tqdm.py", "zmq/", "course/"):
         assert name in results["output"], results["output"]
 
 
