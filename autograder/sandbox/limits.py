@@ -29,7 +29,7 @@ class Limits:
     interrupt_grace_s: float = 5  # an interrupted cell or call that does not stop by then has its process killed
     deadline_s: float = 540  # results.json is final by then: Gradescope ends everything at 600 s
     # memory and processes
-    kernel_memory_mb: int = 256  # data the notebook's process may allocate beyond its libraries (RLIMIT_DATA)
+    kernel_memory_mb: int = 192  # data the notebook's process may allocate beyond its libraries (RLIMIT_DATA)
     tree_memory_mb: int = 600  # everything grading runs, together (PSS + tmpfs + memfd): over it, the notebook is killed
     kernel_processes: int = 64  # processes and threads of the notebook's user (RLIMIT_NPROC)
     kernel_file_mb: int = 256  # the largest file the notebook may write (RLIMIT_FSIZE)
