@@ -338,7 +338,7 @@ def _grade_measured_in_gradescopes_environment(notebook, tmp_path):
 ALLOCATE_WITHOUT_END = "    held = []\n    while True:\n        held.append(bytearray(50 * 2**20))\n"
 MEMORY_OUTSIDE_THE_DATA_LIMIT = {
     "child processes": "import os, time\nfor _ in range(8):\n    if os.fork() == 0:\n"
-                       "        held = bytearray(200 * 2**20)\n        for i in range(0, len(held), 4096):\n"
+                       "        held = bytearray(150 * 2**20)\n        for i in range(0, len(held), 4096):\n"
                        "            held[i] = 1\n        time.sleep(1000)\n        os._exit(0)\ntime.sleep(30)",
     "a shared mapping": "import mmap, time\nm = mmap.mmap(-1, 2 * 2**30, flags=mmap.MAP_SHARED)\n"
                         "for i in range(0, len(m), 4096):\n    m[i] = 1\ntime.sleep(30)",

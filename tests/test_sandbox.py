@@ -355,3 +355,21 @@ def test_the_watch_sees_a_childs_memory_however_it_is_held(source):
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_watch_counts_the_notebooks_files_in_memory_file_systems_not_anyone_elses(user):
+    """Another grading on the same machine writing to /dev/shm must not count against this notebook."""
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm")
+    watch = TreeMemory(os.getpid(), limit_mb=10**6, watched_uid=user.uid, slow_every_s=0)
+    theirs = Path("/dev/shm") / f"course-test-theirs-{os.getpid()}"
+    before = watch.sample()
+    try:
+        with open(theirs, "wb") as f:
+            f.write(b"x" * (150 * 2**20))
+        assert watch.sample() - before < 20 * 2**20, "a file of another user counted"
+        _run_as(user, "with open('/dev/shm/course-test-mine', 'wb') as f:\n    f.write(b'x' * (150 * 2**20))\n")
+        assert watch.sample() - before >= 140 * 2**20, "the notebook's own file in /dev/shm was not counted"
+    finally:
+        theirs.unlink(missing_ok=True)
+        users.remove_files(user, folders=["/dev/shm"])

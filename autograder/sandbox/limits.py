@@ -178,6 +178,28 @@ def _memory_file_systems() -> list[str]:
     return found
 
 
+def files_of_user(uid: int, folders, max_entries: int = 50_000) -> int:
+    """Bytes of the regular files user `uid` owns below `folders` (not following links; at most `max_entries` looked
+    at, so that a folder of millions of files costs a bounded time: past it, what was found so far)."""
+    total, seen, stack = 0, 0, list(folders)
+    while stack and seen < max_entries:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    seen += 1
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif info.st_uid == uid:
+                        total += info.st_blocks * 512
+        except OSError:
+            pass
+    return total
+
+
 def _used_bytes(mount: str) -> int:
     try:
         stats = os.statvfs(mount)
@@ -197,19 +219,23 @@ class TreeMemory:
         self.root, self.limit = root, limit_mb * 2**20
         self.watched_uid = watched_uid
         self._mounts = {mount: _used_bytes(mount) for mount in set(_memory_file_systems())}
-        self._slow_every_s, self._slow_at, self._strays = slow_every_s, 0.0, set()
+        self._slow_every_s, self._slow_at, self._strays, self._owned = slow_every_s, 0.0, set(), 0
         self.peak = self.last = 0
 
     def sample(self) -> int:
         pids = {self.root} | descendants(self.root)
         now = time.monotonic()
         if self.watched_uid is not None and now - self._slow_at >= self._slow_every_s:
-            # a process of the notebook's user outside the tree (there should be none: the supervisor adopts orphans);
-            # scanning every process is the costly part, so twice a second
+            # twice a second, the costly scans: a process of the notebook's user outside the tree (there should be
+            # none: the supervisor adopts orphans), and the files it owns in memory-backed file systems
             self._slow_at, self._strays = now, processes_of_user(self.watched_uid) - pids
+            self._owned = files_of_user(self.watched_uid, self._mounts)
         pids |= self._strays
-        files = sum(memory_files_bytes(pid) for pid in pids if pid != self.root) + \
-            sum(max(_used_bytes(mount) - before, 0) for mount, before in self._mounts.items())
+        if self.watched_uid is not None:  # only the notebook's own files: other gradings beside it count for nothing
+            in_file_systems = self._owned
+        else:  # no user of its own: what the file systems gained, whoever wrote it
+            in_file_systems = sum(max(_used_bytes(mount) - before, 0) for mount, before in self._mounts.items())
+        files = sum(memory_files_bytes(pid) for pid in pids if pid != self.root) + in_file_systems
         total = sum(resident_bytes(pid) for pid in pids) + files
         if total > 0.8 * self.limit:  # near the limit: shared pages counted once
             total = sum(proportional_bytes(pid) for pid in pids) + files

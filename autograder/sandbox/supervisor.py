@@ -82,6 +82,7 @@ class Supervisor:
         self.memory: TreeMemory | None = None
         self.stopped: str | None = None  # why the notebook's process is gone
         self.activity = "as it started"  # what the notebook's process was doing, for messages
+        self.ended = False  # the notebook's processes have been ended (the watch only measures from then on)
         self.output = _Output(self.limits.output_kb * 1024)
         self._finished = threading.Event()
 
@@ -276,7 +277,7 @@ class Supervisor:
                         f"your notebook's process broke the grader's protocol {self.activity} ({_ending(error)})"))
                     raise NotebookStopped(self.stopped) from None
                 raise
-            if self.memory is not None and self.stopped is None and self.memory.over():
+            if self.memory is not None and self.memory.over() and self.stopped is None and not self.ended:
                 self._stop_notebook(f"your notebook's processes used more memory than the grader allows "
                                     f"{self.activity} ({self.limits.tree_memory_mb} MB for everything grading runs)")
                 raise NotebookStopped(self.stopped)
@@ -448,6 +449,7 @@ class Supervisor:
             time.sleep(0.01)
 
     def _end_the_notebook(self) -> None:
+        self.ended = True
         if self.kernel is not None:
             self.kernel.sock.close()
             self.kernel = None
