@@ -152,3 +152,36 @@ def test_padded_loader_pads_in_front_and_keeps_labels():
     loader = text.padded_loader([[1, 2], [3, 4, 5, 6, 7]], [0, 1], max_length=4, batch_size=2)
     ids, labels = next(iter(loader))
     assert ids.tolist() == [[0, 0, 1, 2], [4, 5, 6, 7]] and labels.tolist() == [0.0, 1.0]
+
+
+def test_length_grouped_batches_cover_every_index_once_with_similar_lengths():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 500, size=1000)
+    sampler = text.LengthGroupedBatches(lengths, batch_size=16, group=10)
+    torch.manual_seed(0)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 63
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    spread = np.mean([np.ptp(lengths[b]) for b in batches])
+    assert spread < 100, f"batches mix lengths (mean spread {spread:.0f}; random batches: about 470)"
+    torch.manual_seed(0)
+    assert list(sampler) == batches, "the shuffle must follow torch's seed"
+    assert list(sampler) != batches, "each epoch must shuffle again"
+    loader = torch.utils.data.DataLoader(list(range(1000)), batch_sampler=sampler)
+    assert sum(len(b) for b in loader) == 1000
+
+
+def test_fit_steps_a_scheduler_after_every_batch(monkeypatch):
+    monkeypatch.delenv(grading.GRADING_ENV, raising=False)
+    x, y = torch.randn(64, 3), torch.ones(64)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)  # 8 batches
+    net = torch.nn.Linear(3, 1)
+    model = torch.nn.Module()
+    model.forward, model.net = (lambda inp: net(inp).squeeze(-1)), net
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    schedule = training.warmup_then_decay(optimizer, total_steps=16, warmup_fraction=0.25)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 / 4)  # the first of 4 warm-up steps
+    history = training.fit(model, loader, loader, optimizer, epochs=2, live_plot=False, scheduler=schedule)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0)  # decayed to 0 after 16 steps
+    assert len(history["seconds"]) == 2 and 0 < history["seconds"][0] <= history["seconds"][1]
+

@@ -69,19 +69,37 @@ def evaluate(model: torch.nn.Module, loader, loss_fn: Callable = binary_logit_lo
     return result
 
 
+def warmup_then_decay(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.1):
+    """A learning-rate schedule stepped once per batch: a linear rise from 0 to the optimizer's learning rate
+    over the first `warmup_fraction` of `total_steps`, then a linear decay to 0 at `total_steps` (a "one-cycle"
+    shape). Pass it to `fit(..., scheduler=...)`."""
+    warmup = max(1, int(warmup_fraction * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, 1.0 - (step - warmup) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def fit(model: torch.nn.Module, train_loader, val_loader, optimizer: torch.optim.Optimizer, epochs: int,
         loss_fn: Callable = binary_logit_loss, accuracy_fn: Callable | None = binary_accuracy,
-        keep_best: bool = True, live_plot: bool = True, title: str = "", max_seconds: float | None = None) -> dict[str, list[float]]:
+        keep_best: bool = True, live_plot: bool = True, title: str = "", max_seconds: float | None = None,
+        scheduler=None) -> dict[str, list[float]]:
     """Train `model` for `epochs` epochs; returns the history of losses and accuracies per epoch.
 
     Batches are tuples `(*inputs, labels)`; the model is called as `model(*inputs)`.
     With `keep_best`, the weights of the epoch with the best validation loss (or accuracy when
     one is measured) are restored at the end. `max_seconds` is a time budget, checked before every
     batch: the epoch in progress ends early (and is still validated) once it is spent.
+    `scheduler` (optional, e.g. `warmup_then_decay`) is stepped after every batch.
+    The history also records `seconds`: the time since the start of `fit` at the end of each epoch (validation included).
     """
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
     if accuracy_fn is not None:
         history.update(train_acc=[], val_acc=[])
+    history["seconds"] = []
     if is_grading():
         print("Grading mode: training is skipped; the autograder evaluates your exported weights.")
         return history
@@ -110,6 +128,8 @@ def fit(model: torch.nn.Module, train_loader, val_loader, optimizer: torch.optim
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             n = labels.shape[0]
             sums["loss"] += loss.item() * n
             if accuracy_fn is not None:
@@ -121,6 +141,7 @@ def fit(model: torch.nn.Module, train_loader, val_loader, optimizer: torch.optim
         val = evaluate(model, val_loader, loss_fn, accuracy_fn, device)
         history["train_loss"].append(sums["loss"] / count)
         history["val_loss"].append(val["loss"])
+        history["seconds"].append(time.time() - start)
         if accuracy_fn is not None:
             history["train_acc"].append(sums["acc"] / count)
             history["val_acc"].append(val["acc"])
@@ -130,7 +151,8 @@ def fit(model: torch.nn.Module, train_loader, val_loader, optimizer: torch.optim
         if plot is not None and plot.in_notebook:
             plot.update(history)
         else:
-            print(f"epoch {epoch}: " + ", ".join(f"{k} {v[-1]:.4f}" for k, v in history.items()))
+            print(f"epoch {epoch}: " + ", ".join(f"{k} {v[-1]:.4f}" for k, v in history.items() if k != "seconds")
+                  + f" ({history['seconds'][-1]:.0f} s)")
         if out_of_time():
             print(f"Stopping in epoch {epoch}: the {max_seconds:.0f} s budget is spent.")
             break

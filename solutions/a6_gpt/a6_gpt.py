@@ -51,7 +51,7 @@
 # 3. a **causal multi-head attention** layer,
 # 4. the **GPT**: token and position embeddings, pre-norm Transformer blocks, a final norm and a language-model head,
 # 5. a **sampler** that writes text one character at a time, with temperature, top-k and greedy decoding,
-# 6. training (a few minutes on a CPU), samples at several temperatures and a look at one attention head.
+# 6. training (about ten minutes on a CPU), samples at several temperatures and a look at one attention head.
 #
 # Each step has a stub to fill in and a public check (`grader.check(...)`). Hidden tests run your functions on fresh
 # inputs when you submit, and measure the validation loss of the weights you export.
@@ -84,10 +84,10 @@ import torch.nn.functional as F
 
 # The model the grader rebuilds from your weights: keep these numbers.
 VOCAB_SIZE = 65   # distinct characters of tiny-shakespeare
-BLOCK_SIZE = 64   # the longest context the model sees
-N_LAYER = 2       # Transformer blocks
+BLOCK_SIZE = 128  # the longest context the model sees
+N_LAYER = 4       # Transformer blocks
 N_HEAD = 4        # attention heads per block
-N_EMBD = 64       # width of the residual stream (each head has N_EMBD // N_HEAD = 16 dimensions)
+N_EMBD = 128      # width of the residual stream (each head has N_EMBD // N_HEAD = 32 dimensions)
 
 # %% [markdown]
 # ## 1. The causal mask
@@ -462,24 +462,24 @@ def test_gpt_shapes_and_causality(GPT):
 # %%
 def test_gpt_state_dict_names(GPT):
     import torch
-    model = GPT(vocab_size=65, block_size=64, n_layer=2, n_head=4, n_embd=64)
+    model = GPT(vocab_size=65, block_size=128, n_layer=4, n_head=4, n_embd=128)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    expected = {"token_embedding.weight": (65, 64), "position_embedding.weight": (64, 64),
-                "ln_f.weight": (64,), "ln_f.bias": (64,), "lm_head.weight": (65, 64), "lm_head.bias": (65,)}
-    for i in range(2):
+    expected = {"token_embedding.weight": (65, 128), "position_embedding.weight": (128, 128),
+                "ln_f.weight": (128,), "ln_f.bias": (128,), "lm_head.weight": (65, 128), "lm_head.bias": (65,)}
+    for i in range(4):
         p = f"blocks.{i}."
-        expected.update({p + "ln1.weight": (64,), p + "ln1.bias": (64,), p + "attn.qkv.weight": (192, 64),
-                         p + "attn.qkv.bias": (192,), p + "attn.proj.weight": (64, 64), p + "attn.proj.bias": (64,),
-                         p + "ln2.weight": (64,), p + "ln2.bias": (64,), p + "mlp.0.weight": (256, 64),
-                         p + "mlp.0.bias": (256,), p + "mlp.2.weight": (64, 256), p + "mlp.2.bias": (64,)})
+        expected.update({p + "ln1.weight": (128,), p + "ln1.bias": (128,), p + "attn.qkv.weight": (384, 128),
+                         p + "attn.qkv.bias": (384,), p + "attn.proj.weight": (128, 128), p + "attn.proj.bias": (128,),
+                         p + "ln2.weight": (128,), p + "ln2.bias": (128,), p + "mlp.0.weight": (512, 128),
+                         p + "mlp.0.bias": (512,), p + "mlp.2.weight": (128, 512), p + "mlp.2.bias": (128,)})
     missing, extra = sorted(set(expected) - set(shapes)), sorted(set(shapes) - set(expected))
     assert not missing and not extra, (f"the grader expects other tensors: missing {missing}, unexpected {extra} "
                                        "(keep the names of __init__; a stored mask must be a non-persistent buffer)")
     wrong = {k: shapes[k] for k in expected if shapes[k] != expected[k]}
     assert not wrong, f"wrong shapes: {wrong}"
     with torch.no_grad():
-        logits = model.eval()(torch.zeros(1, 64, dtype=torch.long))
-    assert logits is not None and tuple(logits.shape) == (1, 64, 65), "the graded GPT must map (1, 64) ids to (1, 64, 65) logits"
+        logits = model.eval()(torch.zeros(1, 128, dtype=torch.long))
+    assert logits is not None and tuple(logits.shape) == (1, 128, 65), "the graded GPT must map (1, 128) ids to (1, 128, 65) logits"
 
 # %%
 """ # BEGIN TEST CONFIG
@@ -778,10 +778,19 @@ def test_sampler_crops_long_prompts(generate):
 # validation. `course.language_model.train` draws random windows of `BLOCK_SIZE + 1` characters, trains with AdamW
 # (learning rate 2e-3, decaying along a cosine) and plots the estimated train and validation loss as it goes.
 #
-# **Budget.** The reference solution trains 2,000 steps of 32 windows: 1–3 minutes on a laptop CPU (2.5 minutes on the
-# course's shared 2-core machine), well under a minute on a GPU. On a GPU you can train longer (say `STEPS = 5000`, or a
-# wider model for your own curiosity; the graded one must keep the sizes above) for better text; the grader only needs
-# the threshold below.
+# **Budget.** The reference solution (4 layers, width 128, context 128: 0.8 million parameters) trains 2,000 steps of
+# 32 windows: about 8½ minutes on one thread of the course's 2-core CPU when it is idle (0.25 s a step), 10 minutes
+# beside other jobs (595–618 CPU-s over three seeds). On a GPU it takes well under a minute (not measured: no GPU was
+# available when this was written); there you can train longer (say `STEPS = 5000`) for better text, or try a wider model for your own
+# curiosity (the graded one must keep the sizes above).
+#
+# **What paid off** (validation loss as graded, seed 42, on one CPU thread of the course's shared machine). The previous
+# graded model, 2 layers of width 64 with a context of 64 characters, reached 1.81 after 2,000 steps (2 minutes): its
+# samples were barely words. 4 layers of width 128 with a context of 64 reached 1.594 after 3,000 steps (474 s); with a
+# context of 128 (this recipe), 1.572 after 2,000 steps (640 s, on a busier machine). Per second of training the two
+# contexts are close; the longer one reads and writes longer stretches, and its windows of 128 characters give every
+# prediction a longer past. Training uses your `masked_attention`: with `F.scaled_dot_product_attention` instead, a step
+# took 15% less time (0.24 s against 0.29 s).
 #
 # *Tip for slow CPUs*: if every step takes seconds rather than a fraction of one, other programs compete for the cores;
 # `torch.set_num_threads(1)` often helps a lot.
@@ -796,24 +805,50 @@ print(f"{len(corpus):,} characters: {len(train_ids):,} for training, {len(val_id
 print(repr(tokenizer.decode(train_ids[:80])))
 
 # %% tags=["otter_ignore"]
-STEPS = 2000
-training.seed_everything(42)
+STEPS, SEED = 2000, 42
+training.seed_everything(SEED)
 model = GPT()
 print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
 history = language_model.train(model, train_ids, val_ids, steps=STEPS, block_size=BLOCK_SIZE, batch_size=32, lr=2e-3,
-                               eval_every=100, title="character GPT")
+                               eval_every=250, seed=SEED, title="character GPT")
 language_model.plot_lm_history(history, "character GPT");
 
 # %% [markdown]
 # A model that knows nothing scores $\ln 65 \approx 4.17$; one that only counts character frequencies about 3.3, and
-# one that looks at the previous character only (a bigram table) about 2.5. Attention over the last 64 characters is
+# one that looks at the previous character only (a bigram table) about 2.5. Attention over the last 128 characters is
 # what takes the GPT below that.
 
 # %% [markdown]
 # ## 7. Samples
 #
 # The same prompt at several temperatures, with a fixed seed so you can compare runs. Low temperatures repeat the
-# most likely words; high ones invent spelling.
+# most likely words; high ones invent spelling. The reference model (seed 42, validation loss 1.572) wrote, for
+# instance:
+#
+# ```
+# ----- temperature 0.5
+# ROMEO:
+# There hear here is not of the hand, in the strange
+# That you that here heard of souls soul of his stands,
+# And sir, which of your for the death the ears,
+#
+# ----- temperature 0.8
+# ROMEO:
+# Thou must know sell me of the hand, in the strange
+# of thy hath waken charge of steps of man.
+#
+# PRINCE EDWARD:
+# With we are this did true of him the executy:
+#
+# ----- temperature 1.0
+# ROMEO:
+# Thy father heresolves?
+# How never's, in the strengthose with than her? hath think
+# Abelly says him; that's your wakes man.
+# ```
+#
+# Real words, names and the layout of a play; no sense yet. Greedy decoding soon loops ("the state the state the
+# state"). Your run will differ in the details.
 
 # %% tags=["otter_ignore"]
 model.eval().cpu()
@@ -855,13 +890,14 @@ print("largest weight above the diagonal:", torch.triu(weights[0, head], diagona
 # %% [markdown]
 # ## 9. Export your weights (graded)
 #
-# The grader loads `a6_weights.safetensors` into the GPT above (65 characters, block 64, 2 layers, 4 heads, width 64)
-# on a CPU and computes the mean cross-entropy over the held-out last 10% of tiny-shakespeare, cut into consecutive
-# windows of 64 characters — exactly what `language_model.sequential_loss` prints below.
+# The grader loads `a6_weights.safetensors` into the GPT above (65 characters, block 128, 4 layers, 4 heads, width
+# 128) on a CPU and computes the mean cross-entropy over the held-out last 10% of tiny-shakespeare, cut into
+# consecutive windows of 128 characters — exactly what `language_model.sequential_loss` prints below.
 #
-# **To pass, the validation loss must be at most 2.05.** The reference solution, trained as above for 2,000 steps on a
-# CPU, reaches about 1.81 (about 1.97 after 1,000 steps); the 0.24 margin covers seeds and somewhat shorter runs, not a
-# broken model: a bigram table scores about 2.5.
+# **To pass, the validation loss must be at most 1.73.** The reference solution, trained as above for 2,000 steps on a
+# CPU, reached 1.572, 1.564 and 1.580 with seeds 42, 1 and 2; the threshold is 0.15 above the worst seed, a margin for
+# seeds and other hardware, not for a broken model: a bigram table scores about 2.5, and the previous graded model
+# (2 layers of width 64, context 64) about 1.81.
 
 # %% tags=["otter_ignore"]
 print(f"validation loss (as graded): {language_model.sequential_loss(model, val_ids, BLOCK_SIZE):.4f}")
@@ -884,21 +920,21 @@ points: 1
 """ # END TEST CONFIG
 def test_weights_file_loads():
     from course.grading import load_submitted_weights
-    shapes = {"token_embedding.weight": (65, 64), "position_embedding.weight": (64, 64),
-              "ln_f.weight": (64,), "ln_f.bias": (64,), "lm_head.weight": (65, 64), "lm_head.bias": (65,)}
-    for i in range(2):
+    shapes = {"token_embedding.weight": (65, 128), "position_embedding.weight": (128, 128),
+              "ln_f.weight": (128,), "ln_f.bias": (128,), "lm_head.weight": (65, 128), "lm_head.bias": (65,)}
+    for i in range(4):
         p = f"blocks.{i}."
-        shapes.update({p + "ln1.weight": (64,), p + "ln1.bias": (64,), p + "attn.qkv.weight": (192, 64),
-                       p + "attn.qkv.bias": (192,), p + "attn.proj.weight": (64, 64), p + "attn.proj.bias": (64,),
-                       p + "ln2.weight": (64,), p + "ln2.bias": (64,), p + "mlp.0.weight": (256, 64),
-                       p + "mlp.0.bias": (256,), p + "mlp.2.weight": (64, 256), p + "mlp.2.bias": (64,)})
+        shapes.update({p + "ln1.weight": (128,), p + "ln1.bias": (128,), p + "attn.qkv.weight": (384, 128),
+                       p + "attn.qkv.bias": (384,), p + "attn.proj.weight": (128, 128), p + "attn.proj.bias": (128,),
+                       p + "ln2.weight": (128,), p + "ln2.bias": (128,), p + "mlp.0.weight": (512, 128),
+                       p + "mlp.0.bias": (512,), p + "mlp.2.weight": (128, 512), p + "mlp.2.bias": (128,)})
     load_submitted_weights("a6_weights.safetensors", shapes)
 
 # %%
 """ # BEGIN TEST CONFIG
 hidden: true
 points: 3
-failure_message: "The validation loss of your exported GPT is above 2.05 (or it could not be evaluated)."
+failure_message: "The validation loss of your exported GPT is above 1.73 (or it could not be evaluated)."
 """ # END TEST CONFIG
 def test_validation_loss_of_exported_weights():
     import math
@@ -906,7 +942,7 @@ def test_validation_loss_of_exported_weights():
     import torch
     import torch.nn.functional as F
     from course.grading import load_submitted_weights
-    V, BLOCK, L, H, C = 65, 64, 2, 4, 64
+    V, BLOCK, L, H, C = 65, 128, 4, 4, 128
     chars = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
     shapes = {"token_embedding.weight": (V, C), "position_embedding.weight": (BLOCK, C),
               "ln_f.weight": (C,), "ln_f.bias": (C,), "lm_head.weight": (V, C), "lm_head.bias": (V,)}
@@ -955,7 +991,7 @@ def test_validation_loss_of_exported_weights():
             count += y.numel()
     loss = total / count
     print(f"validation loss of the exported weights: {loss:.4f} over {n_windows} windows of {BLOCK} characters")
-    assert math.isfinite(loss) and loss <= 2.05, f"validation loss {loss:.4f} is above the 2.05 threshold"
+    assert math.isfinite(loss) and loss <= 1.73, f"validation loss {loss:.4f} is above the 1.73 threshold"
 
 # %% [raw]
 # # END TESTS
