@@ -780,7 +780,8 @@ def test_sampler_crops_long_prompts(generate):
 #
 # **Budget.** The reference solution (4 layers, width 128, context 128: 0.8 million parameters) trains 2,000 steps of
 # 32 windows: about 8½ minutes on one thread of the course's 2-core CPU when it is idle (0.25 s a step), 10 minutes
-# beside other jobs (595–618 CPU-s over three seeds). On a GPU it takes well under a minute (not measured: no GPU was
+# beside other jobs (595–618 CPU-s over three seeds); the whole notebook, on both cores, ran in 5 minutes in the
+# course's build. On a GPU it takes well under a minute (not measured: no GPU was
 # available when this was written); there you can train longer (say `STEPS = 5000`) for better text, or try a wider model for your own
 # curiosity (the graded one must keep the sizes above).
 #
