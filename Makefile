@@ -20,9 +20,11 @@ $(VENV)/.ready: requirements.txt shared/pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3" >/dev/null
 	@touch $@
 
-## make release: student notebooks (assignments/), autograder zips (build/zips/), self-grading table
+## make release [COURSE_REPO=git-url] [COURSE_BRANCH=branch]: student notebooks (assignments/), autograder zips
+## (build/zips/), self-grading table; the notebooks install the course library from course.toml's repository, or
+## from COURSE_REPO/COURSE_BRANCH for this build
 release: env
-	$(PY) -m autograder.build $(ASSIGNMENTS)
+	$(PY) -m autograder.build $(if $(COURSE_REPO),--repo '$(COURSE_REPO)') $(if $(COURSE_BRANCH),--branch '$(COURSE_BRANCH)') $(ASSIGNMENTS)
 
 ## make test: the repository's test suite (what CI runs)
 test: env gradescope-env
