@@ -139,6 +139,7 @@ def build_vocabulary(token_lists, size):
 
 # %%
 def test_vocabulary_small_example(build_vocabulary):
+    assert build_vocabulary is not None, "build_vocabulary is not defined: run the cell that defines it (section 1) first"
     import torch
     import torch.nn as nn
     docs = [["b", "a", "b"], ["c", "a", "b"], ["d"]]
@@ -228,6 +229,7 @@ def multi_hot(sequences, size):
 
 # %%
 def test_multi_hot_small_example(multi_hot):
+    assert multi_hot is not None, "multi_hot is not defined: run the cell that defines it (section 2) first"
     import torch
     import torch.nn as nn
     out = multi_hot([[1, 3], [0, 2, 2]], 5)
@@ -295,6 +297,7 @@ def inverse_document_frequency(sequences, size):
 
 # %%
 def test_idf_small_example(inverse_document_frequency):
+    assert inverse_document_frequency is not None, "inverse_document_frequency is not defined: run the cell that defines it (section 3) first"
     import torch
     import torch.nn as nn
     import math
@@ -366,6 +369,7 @@ def tfidf_l2(multi_hot_rows, idf):
 
 # %%
 def test_tfidf_l2_small_example(tfidf_l2):
+    assert tfidf_l2 is not None, "tfidf_l2 is not defined: run the cell that defines it (section 4) first"
     import torch
     import torch.nn as nn
     x = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
@@ -449,6 +453,7 @@ class BagOfWordsClassifier(nn.Module):
 
 # %%
 def test_model_shapes_and_names(BagOfWordsClassifier):
+    assert BagOfWordsClassifier is not None, "BagOfWordsClassifier is not defined: run the cell that defines it (section 5) first"
     import torch
     import torch.nn as nn
     model = BagOfWordsClassifier(torch.ones(100))

@@ -156,6 +156,7 @@ def pad_or_truncate(sequences, max_length, padding="pre", truncating="pre"):
 
 # %%
 def test_pad_small_example(pad_or_truncate):
+    assert pad_or_truncate is not None, "pad_or_truncate is not defined: run the cell that defines it (section 1) first"
     import torch
     import torch.nn as nn
     seqs = [[5, 6], [1, 2, 3, 4, 5, 6], []]
@@ -261,6 +262,7 @@ def masked_mean(vectors, ids):
 
 # %%
 def test_masked_mean_small_example(masked_mean):
+    assert masked_mean is not None, "masked_mean is not defined: run the cell that defines it (section 2) first"
     import torch
     import torch.nn as nn
     vectors = torch.tensor([[[9.0, 9.0], [1.0, 2.0], [3.0, 4.0]],
@@ -366,6 +368,7 @@ class EmbeddingClassifier(nn.Module):
 
 # %%
 def test_model_shapes(EmbeddingClassifier):
+    assert EmbeddingClassifier is not None, "EmbeddingClassifier is not defined: run the cell that defines it (section 3) first"
     import torch
     import torch.nn as nn
     model = EmbeddingClassifier(100, 8)
@@ -641,6 +644,7 @@ def build_embedding_matrix(words, glove_index, glove_vectors):
 
 # %%
 def test_glove_matrix_small_example(build_embedding_matrix):
+    assert build_embedding_matrix is not None, "build_embedding_matrix is not defined: run the cell that defines it (section 6) first"
     import torch
     import torch.nn as nn
     import numpy as np
@@ -727,6 +731,7 @@ def pretrained_classifier(matrix, freeze):
 
 # %%
 def test_pretrained_starts_from_matrix(pretrained_classifier):
+    assert pretrained_classifier is not None, "pretrained_classifier is not defined: run the cell that defines it (section 6) first"
     import torch
     import torch.nn as nn
     matrix = torch.arange(12, dtype=torch.float32).reshape(4, 3)
@@ -855,6 +860,7 @@ def nearest_neighbours(matrix, query, k):
 
 # %%
 def test_neighbours_small_example(nearest_neighbours):
+    assert nearest_neighbours is not None, "nearest_neighbours is not defined: run the cell that defines it (section 7) first"
     import torch
     import torch.nn as nn
     matrix = torch.tensor([[0.0, 0.0], [10.0, 0.0], [1.0, 1.0], [0.0, 3.0], [-1.0, 0.2]])

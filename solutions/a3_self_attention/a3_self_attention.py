@@ -141,6 +141,7 @@ def simple_self_attention(x):
 
 # %%
 def test_simple_small_example(simple_self_attention):
+    assert simple_self_attention is not None, "simple_self_attention is not defined: run the cell that defines it (section 1) first"
     import torch
     import torch.nn as nn
     x = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])
@@ -261,6 +262,7 @@ def scaled_dot_product_attention(q, k, v, mask=None):
 
 # %%
 def test_sdpa_small_example(scaled_dot_product_attention):
+    assert scaled_dot_product_attention is not None, "scaled_dot_product_attention is not defined: run the cell that defines it (section 2) first"
     import torch
     import torch.nn as nn
     import math
@@ -474,6 +476,7 @@ class SelfAttention(nn.Module):
 
 # %%
 def test_module_shapes_and_names(SelfAttention):
+    assert SelfAttention is not None, "SelfAttention is not defined: run the cell that defines it (section 3) first"
     import torch
     import torch.nn as nn
     torch.manual_seed(0)
@@ -601,6 +604,7 @@ class AttentionClassifier(nn.Module):
 
 # %%
 def test_classifier_shape(AttentionClassifier):
+    assert AttentionClassifier is not None, "AttentionClassifier is not defined: run the cell that defines it (section 4) first"
     import torch
     import torch.nn as nn
     torch.manual_seed(0)

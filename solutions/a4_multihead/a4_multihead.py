@@ -135,6 +135,7 @@ def split_heads(x, num_heads):
 
 # %%
 def test_split_small_example(split_heads):
+    assert split_heads is not None, "split_heads is not defined: run the cell that defines it (section 1) first"
     import torch
     import torch.nn as nn
     x = torch.arange(12.0).view(1, 3, 4)  # 3 tokens with 4 features each
@@ -194,6 +195,7 @@ def merge_heads(x):
 
 # %%
 def test_merge_small_example(merge_heads):
+    assert merge_heads is not None, "merge_heads is not defined: run the cell that defines it (section 2) first"
     import torch
     import torch.nn as nn
     x = torch.tensor([[[[0.0, 1.0], [4.0, 5.0], [8.0, 9.0]], [[2.0, 3.0], [6.0, 7.0], [10.0, 11.0]]]])
@@ -285,6 +287,7 @@ class MultiHeadSelfAttention(nn.Module):
 
 # %%
 def test_mhsa_shapes(MultiHeadSelfAttention):
+    assert MultiHeadSelfAttention is not None, "MultiHeadSelfAttention is not defined: run the cell that defines it (section 3) first"
     import torch
     import torch.nn as nn
     torch.manual_seed(0)

@@ -137,6 +137,7 @@ def positional_encoding(max_len, d_model):
 
 # %%
 def test_positional_encoding_shape_and_position_zero(positional_encoding):
+    assert positional_encoding is not None, "positional_encoding is not defined: run the cell that defines it (section 1) first"
     import torch
     import torch.nn as nn
     pe = positional_encoding(10, 8)
@@ -263,6 +264,7 @@ class TransformerBlock(nn.Module):
 
 # %%
 def test_block_names_and_shapes(TransformerBlock):
+    assert TransformerBlock is not None, "TransformerBlock is not defined: run the cell that defines it (section 2) first"
     import torch
     import torch.nn as nn
     block = TransformerBlock(16, 2, 32).eval()
@@ -477,6 +479,7 @@ class TransformerClassifier(nn.Module):
 
 # %%
 def test_classifier_names_shapes_and_init(TransformerClassifier):
+    assert TransformerClassifier is not None, "TransformerClassifier is not defined: run the cell that defines it (section 3) first"
     import torch
     import torch.nn as nn
     torch.manual_seed(0)

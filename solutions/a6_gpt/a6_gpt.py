@@ -141,6 +141,7 @@ def causal_mask(T):
 
 # %%
 def test_causal_mask_small_example(causal_mask):
+    assert causal_mask is not None, "causal_mask is not defined: run the cell that defines it (section 1) first"
     import torch
     mask = causal_mask(3)
     assert mask is not None, "causal_mask returned None: fill in the stub."
@@ -204,6 +205,7 @@ def masked_attention(q, k, v, mask):
 
 # %%
 def test_masked_attention_weights(masked_attention):
+    assert masked_attention is not None, "masked_attention is not defined: run the cell that defines it (section 2) first"
     import torch
     torch.manual_seed(0)
     q, k, v = torch.randn(3, 5, 8), torch.randn(3, 5, 8), torch.randn(3, 5, 8)
@@ -304,6 +306,7 @@ class CausalSelfAttention(nn.Module):
 
 # %%
 def test_attention_shape_and_causality(CausalSelfAttention):
+    assert CausalSelfAttention is not None, "CausalSelfAttention is not defined: run the cell that defines it (section 3) first"
     import torch
     torch.manual_seed(0)
     attn = CausalSelfAttention(32, 4).eval()
@@ -465,6 +468,7 @@ class GPT(nn.Module):
 
 # %%
 def test_gpt_shapes_and_causality(GPT):
+    assert GPT is not None, "GPT is not defined: run the cell that defines it (section 4) first"
     import torch
     torch.manual_seed(0)
     model = GPT(vocab_size=11, block_size=16, n_layer=2, n_head=2, n_embd=16).eval()
@@ -482,6 +486,7 @@ def test_gpt_shapes_and_causality(GPT):
 
 # %%
 def test_gpt_state_dict_names(GPT):
+    assert GPT is not None, "GPT is not defined: run the cell that defines it (section 4) first"
     import torch
     model = GPT(vocab_size=65, block_size=64, n_layer=2, n_head=4, n_embd=64)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -614,6 +619,7 @@ def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, greedy=
 
 # %%
 def test_sampler_length_and_greedy(generate):
+    assert generate is not None, "generate is not defined: run the cell that defines it (section 5) first"
     import torch
     import torch.nn as nn
 
@@ -639,6 +645,7 @@ def test_sampler_length_and_greedy(generate):
 
 # %%
 def test_sampler_rejects_bad_temperature(generate):
+    assert generate is not None, "generate is not defined: run the cell that defines it (section 5) first"
     import torch
     import torch.nn as nn
 
