@@ -10,7 +10,7 @@ ifneq ($(wildcard $(MIRROR)/imdb/train.parquet),)
 export COURSE_DATA_DIR ?= $(MIRROR)
 endif
 
-.PHONY: env release test grade grade-all bench-grading attack-bench gradescope-env clean mutation soak
+.PHONY: env release test grade grade-all bench-grading attack-bench gradescope-env clean mutation soak student-path
 env: $(VENV)/.ready
 
 $(VENV)/.ready: requirements.txt shared/pyproject.toml
@@ -25,6 +25,12 @@ $(VENV)/.ready: requirements.txt shared/pyproject.toml
 ## from COURSE_REPO/COURSE_BRANCH for this build
 release: env
 	$(PY) -m autograder.build $(if $(COURSE_REPO),--repo '$(COURSE_REPO)') $(if $(COURSE_BRANCH),--branch '$(COURSE_BRANCH)') $(ASSIGNMENTS)
+
+## make student-path [ASSIGNMENTS=...]: every release notebook as a student runs it in Colab: a fresh runtime with only
+## what Colab preinstalls, the setup cell installing the course library from a file:// clone of this checkout,
+## COURSE_QUICK=1, the export cell's zip graded (autograder/student_path.py); one row per assignment
+student-path: env
+	$(PY) -m autograder.student_path $(ASSIGNMENTS)
 
 ## make test: the repository's test suite (what CI runs)
 test: env gradescope-env
