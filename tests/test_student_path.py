@@ -44,13 +44,18 @@ def test_release_carries_the_configured_address_and_no_placeholder(name):
 
 
 def test_masters_share_one_setup_cell():
-    """The six setup cells differ only in the assignment's name and its CPU training time."""
+    """The six setup cells differ only in the assignment's name and its CPU training time; they install the otter that
+    requirements.txt pins."""
+    from autograder.assignments import ROOT
+
+    otter = re.search(r"^otter-grader==\S+", (ROOT / "requirements.txt").read_text(), re.M)[0]
     sources = set()
     for name in NAMES:
         _, setup = setup_cell_of_master(name)
         bootstrap = setup.source[: setup.source.index("\n\n", setup.source.index("if missing:"))]
         assert f'colab.setup("{name}", COURSE_REPO, COURSE_BRANCH)' in bootstrap
         assert "print(training.device_report(CPU_TRAINING))" in setup.source
+        assert bootstrap.count(otter) == 3 and bootstrap.count("otter-grader==") == 3, name
         sources.add(re.sub(r'CPU_TRAINING = "[^"]*"', 'CPU_TRAINING = "…"', bootstrap.replace(name, "NAME")))
     assert len(sources) == 1, "the setup cells' bootstraps differ"
 
