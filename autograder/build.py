@@ -1,17 +1,19 @@
 """Build student releases and Gradescope autograder zips from the reference solutions.
 
-    python -m autograder.build [NAME ...] [--no-self-grade]
+    python -m autograder.build [NAME ...] [--no-self-grade] [--repo URL] [--branch BRANCH]
 
 For each assignment:
   1. the master `solutions/NAME/NAME.py` (jupytext percent format, otter-assign markers) becomes a
-     notebook in build/NAME/master/, next to a copy of the course library and the data grading needs;
-  2. `otter assign` splits it into the student notebook (-> assignments/NAME/, committed) and the
-     autograder zip (-> build/zips/NAME-autograder.zip);
+     notebook in build/NAME/master/, next to a copy of the course library and the data grading needs, with the
+     course's address (course.toml, or --repo/--branch) in its setup cell;
+  2. `otter assign` splits it into the student notebook (-> assignments/NAME/, committed; otter's init cell moved
+     after the setup cell, which installs otter in Colab) and the autograder zip (-> build/zips/NAME-autograder.zip);
   3. the reference solution is executed end to end (training included; cached until the master or the
      course library changes) to produce the reference weights;
   4. the reference submission and the untouched student notebook are graded through the same path as
      a student's; the build fails unless the reference gets full marks and the stub gets zero.
-A table of questions, points, scores and build time closes the run.
+A table of questions, points, scores and build time closes the run; the README's Open in Colab table follows the
+configured address.
 """
 from __future__ import annotations
 

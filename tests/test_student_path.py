@@ -23,26 +23,6 @@ from autograder.student_path import GUARD
 NAMES = sorted(ASSIGNMENTS)
 
 
-def setup_cell(notebook_path):
-    nb = nbformat.read(notebook_path, as_version=4)
-    cells = [cell for cell in nb.cells if course_config.is_setup_cell(cell)]
-    assert len(cells) == 1, f"{notebook_path}: {len(cells)} setup cells"
-    return nb, cells[0]
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_release_carries_the_configured_address_and_no_placeholder(name):
-    config = course_config.load()
-    release = ASSIGNMENTS[name].release
-    text = release.read_text()
-    assert "course repository URL" not in text and "<course" not in text, f"a placeholder is left in {release}"
-    nb, setup = setup_cell(release)
-    assert f'COURSE_REPO = "{config.repository}"' in setup.source and f'COURSE_BRANCH = "{config.branch}"' in setup.source
-    code = [cell for cell in nb.cells if cell.cell_type == "code"]
-    assert code[0] is setup, "the setup cell must be the notebook's first code cell (in Colab it installs otter)"
-    assert code[1].source.startswith("# Initialize Otter"), "otter's init cell comes right after the setup cell"
-
-
 def test_masters_share_one_setup_cell():
     """The six setup cells differ only in the assignment's name and its CPU training time; they install the otter that
     requirements.txt pins."""
@@ -82,14 +62,6 @@ def test_make_release_course_repo_overrides_the_address():
             course_config.load(bad)
     with pytest.raises(ValueError, match="COURSE_BRANCH"):
         course_config.apply('COURSE_REPO = "x"\n', config)
-
-
-def test_readme_table_follows_the_config():
-    from autograder.assignments import ROOT
-
-    table = course_config.readme_table(course_config.load(), ASSIGNMENTS.values())
-    assert table in (ROOT / "README.md").read_text(), "README's Open in Colab table is stale: run make release"
-    assert table.count("colab-badge.svg") == len(ASSIGNMENTS)
 
 
 def _bootstrap(name):
