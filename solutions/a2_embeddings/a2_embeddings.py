@@ -79,7 +79,7 @@ if "google.colab" in sys.modules:
     from course import colab
     print(f"installed the course library and otter-grader 7.0.0 in {time.time() - start:.0f} s;",
           colab.setup("a2_embeddings", COURSE_REPO, COURSE_BRANCH))
-missing = [name for name in ("course", "otter") if importlib.util.find_spec(name) is None]
+missing = [name for name in ("course", "otter") if name not in sys.modules and importlib.util.find_spec(name) is None]
 if missing:
     raise ModuleNotFoundError(f"{' and '.join(missing)} not installed: in the course repository run  make env  (README), "
                               f'or  pip install otter-grader==7.0.0 "git+{COURSE_REPO}@{COURSE_BRANCH}#subdirectory=shared"')
