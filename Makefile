@@ -10,7 +10,7 @@ ifneq ($(wildcard $(MIRROR)/imdb/train.parquet),)
 export COURSE_DATA_DIR ?= $(MIRROR)
 endif
 
-.PHONY: env release test grade grade-all bench-grading attack-bench gradescope-env clean mutation soak
+.PHONY: env release test grade grade-all bench-grading attack-bench gradescope-env clean mutation soak student-path
 env: $(VENV)/.ready
 
 $(VENV)/.ready: requirements.txt shared/pyproject.toml
@@ -20,9 +20,17 @@ $(VENV)/.ready: requirements.txt shared/pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3" >/dev/null
 	@touch $@
 
-## make release: student notebooks (assignments/), autograder zips (build/zips/), self-grading table
+## make release [COURSE_REPO=git-url] [COURSE_BRANCH=branch]: student notebooks (assignments/), autograder zips
+## (build/zips/), self-grading table; the notebooks install the course library from course.toml's repository, or
+## from COURSE_REPO/COURSE_BRANCH for this build
 release: env
-	$(PY) -m autograder.build $(ASSIGNMENTS)
+	$(PY) -m autograder.build $(if $(COURSE_REPO),--repo '$(COURSE_REPO)') $(if $(COURSE_BRANCH),--branch '$(COURSE_BRANCH)') $(ASSIGNMENTS)
+
+## make student-path [ASSIGNMENTS=...]: every release notebook as a student runs it in Colab: a fresh runtime with only
+## what Colab preinstalls, the setup cell installing the course library from a file:// clone of this checkout,
+## COURSE_QUICK=1, the export cell's zip graded (autograder/student_path.py); one row per assignment
+student-path: env
+	$(PY) -m autograder.student_path $(ASSIGNMENTS)
 
 ## make test: the repository's test suite (what CI runs)
 test: env gradescope-env

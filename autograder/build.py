@@ -1,17 +1,19 @@
 """Build student releases and Gradescope autograder zips from the reference solutions.
 
-    python -m autograder.build [NAME ...] [--no-self-grade]
+    python -m autograder.build [NAME ...] [--no-self-grade] [--repo URL] [--branch BRANCH]
 
 For each assignment:
   1. the master `solutions/NAME/NAME.py` (jupytext percent format, otter-assign markers) becomes a
-     notebook in build/NAME/master/, next to a copy of the course library and the data grading needs;
-  2. `otter assign` splits it into the student notebook (-> assignments/NAME/, committed) and the
-     autograder zip (-> build/zips/NAME-autograder.zip);
+     notebook in build/NAME/master/, next to a copy of the course library and the data grading needs, with the
+     course's address (course.toml, or --repo/--branch) in its setup cell;
+  2. `otter assign` splits it into the student notebook (-> assignments/NAME/, committed; otter's init cell moved
+     after the setup cell, which installs otter in Colab) and the autograder zip (-> build/zips/NAME-autograder.zip);
   3. the reference solution is executed end to end (training included; cached until the master or the
      course library changes) to produce the reference weights;
   4. the reference submission and the untouched student notebook are graded through the same path as
      a student's; the build fails unless the reference gets full marks and the stub gets zero.
-A table of questions, points, scores and build time closes the run.
+A table of questions, points, scores and build time closes the run; the README's Open in Colab table follows the
+configured address.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import time
 import zipfile
 from pathlib import Path
 
+from autograder import config as course_config
 from autograder.assignments import ASSIGNMENTS, BUILD, ROOT, Assignment
 
 COURSE_LIBRARY = ROOT / "shared" / "course"
@@ -70,9 +73,34 @@ def student_notebook_json(dist: Path, assignment: Assignment) -> str:
     return nbformat.writes(nb) + "\n"
 
 
-def otter_assign(assignment: Assignment) -> Path:
-    """Run otter assign on the master; returns the dist folder (autograder/ and student/)."""
+def master_notebook(assignment: Assignment, config: course_config.CourseConfig | None = None):
+    """The master as a notebook, with the course's address (course.toml) in its setup cell."""
     import jupytext
+
+    nb = jupytext.read(assignment.master)
+    setup = [cell for cell in nb.cells if course_config.is_setup_cell(cell)]
+    if len(setup) != 1:
+        raise ValueError(f"{assignment.master}: expected one setup cell (tagged otter_ignore, with COURSE_REPO and "
+                         f"COURSE_BRANCH lines), found {len(setup)}")
+    setup[0].source = course_config.apply(setup[0].source, config or course_config.load(), str(assignment.master))
+    return nb
+
+
+def setup_cell_first(path: Path) -> None:
+    """Move otter's init cell (`import otter`, which otter assign puts first) to just after the setup cell: in Colab
+    the setup cell installs otter, so it must run first."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    init = next(i for i, cell in enumerate(nb.cells) if cell.source.startswith("# Initialize Otter"))
+    setup = next(i for i, cell in enumerate(nb.cells) if course_config.is_setup_cell(cell))
+    if init < setup:
+        nb.cells.insert(setup, nb.cells.pop(init))
+        nbformat.write(nb, path)
+
+
+def otter_assign(assignment: Assignment, config: course_config.CourseConfig | None = None) -> Path:
+    """Run otter assign on the master; returns the dist folder (autograder/ and student/)."""
     import nbformat
 
     stage = BUILD / assignment.name / "master"
@@ -80,7 +108,7 @@ def otter_assign(assignment: Assignment) -> Path:
     shutil.rmtree(stage, ignore_errors=True)
     shutil.rmtree(dist, ignore_errors=True)
     stage.mkdir(parents=True)
-    nbformat.write(jupytext.read(assignment.master), stage / f"{assignment.name}.ipynb")
+    nbformat.write(master_notebook(assignment, config), stage / f"{assignment.name}.ipynb")
     shutil.copytree(COURSE_LIBRARY, stage / "course", ignore=shutil.ignore_patterns("__pycache__"))
     (stage / "grading_data").mkdir()
     for name in assignment.grading_data:
@@ -90,6 +118,8 @@ def otter_assign(assignment: Assignment) -> Path:
     result = subprocess.run(cmd, cwd=stage, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"otter assign failed for {assignment.name}:\n{result.stdout}\n{result.stderr}")
+    for notebook in (dist / "student" / f"{assignment.name}.ipynb", dist / "autograder" / f"{assignment.name}.ipynb"):
+        setup_cell_first(notebook)
     return dist
 
 
@@ -200,12 +230,12 @@ def _device_name() -> str:
     return "CUDA" if torch.cuda.is_available() else "CPU"
 
 
-def build(assignment: Assignment, self_grade: bool = True) -> dict:
+def build(assignment: Assignment, self_grade: bool = True, config: course_config.CourseConfig | None = None) -> dict:
     from autograder.grade import grade, per_question, question_points
 
     start = time.time()
     log(f"== {assignment.name}: {assignment.title}")
-    dist = otter_assign(assignment)
+    dist = otter_assign(assignment, config)
     release_student_notebook(assignment, dist)
     copy_autograder_zip(assignment, dist)
     log(f"  student notebook -> {assignment.release.relative_to(ROOT)}; autograder -> {assignment.zip_path.relative_to(ROOT)}")
@@ -235,9 +265,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="assignments to build (default: all)")
     parser.add_argument("--no-self-grade", action="store_true", help="skip executing and grading the reference and stub")
+    parser.add_argument("--repo", help="the course repository's git URL (default: course.toml; make release COURSE_REPO=...)")
+    parser.add_argument("--branch", help="its branch or tag (default: course.toml; make release COURSE_BRANCH=...)")
     args = parser.parse_args(argv)
     names = args.names or list(ASSIGNMENTS)
-    rows = [build(ASSIGNMENTS[n], not args.no_self_grade) for n in names]
+    config = course_config.load(args.repo, args.branch)
+    log(f"course library: pip install \"{config.pip_url}\" (from {'the command line' if args.repo or args.branch else 'course.toml'})")
+    rows = [build(ASSIGNMENTS[n], not args.no_self_grade, config) for n in names]
+    if course_config.update_readme(config, ASSIGNMENTS.values()):
+        log("README.md: the Open in Colab table now follows the configured repository")
     print()
     print_table(rows)
     (BUILD / "release-table.json").write_text(json.dumps(rows, indent=2))

@@ -174,11 +174,12 @@ def _metadata(grade_id: str, *, solution: bool, grade: bool, locked: bool, point
 
 def source_notebook(assignment: Assignment):
     """The nbgrader source notebook (an nbformat NotebookNode) made from the assignment's master."""
-    import jupytext
     import nbformat
 
+    from autograder.build import master_notebook
+
     master = masters.load(assignment.name)
-    nb = jupytext.read(assignment.master)
+    nb = master_notebook(assignment)  # the master, with the course's address (course.toml) in its setup cell
     cells, question, in_tests, test_index = [], None, False, 0
     solution_counts: dict[str, int] = {}
     points_by_test: dict[str, float] = {}

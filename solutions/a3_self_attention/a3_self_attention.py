@@ -60,8 +60,29 @@
 # autograder: nothing you train is graded in this assignment, but training shows you what attention learns.
 
 # %% tags=["otter_ignore"]
-# Setup (not graded). In Colab, first install the course library from your course's repository:
-#   pip install "git+<course repository URL>#subdirectory=shared"   (the README explains)
+# Setup (not graded). In Colab it installs the course library and otter-grader (a minute or two); elsewhere it checks
+# that they are installed (README: For students). A quick run, to see every cell work (not to submit): set
+# COURSE_QUICK=1 first (`%env COURSE_QUICK=1`); training then stops after a few batches.
+COURSE_REPO = "https://github.com/transformers-course/transformers-course"  # written by make release (course.toml)
+COURSE_BRANCH = "main"
+CPU_TRAINING = "about a minute"  # this notebook's training on a laptop CPU; seconds on a GPU
+import importlib.util, subprocess, sys, time
+
+if "google.colab" in sys.modules:
+    start, library = time.time(), f"git+{COURSE_REPO}@{COURSE_BRANCH}#subdirectory=shared"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", library, "otter-grader==7.0.0"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        raise RuntimeError(f"pip install {library} otter-grader==7.0.0 failed:\n{(pip.stdout + pip.stderr)[-3000:]}")
+    importlib.invalidate_caches()
+    from course import colab
+    print(f"installed the course library and otter-grader 7.0.0 in {time.time() - start:.0f} s;",
+          colab.setup("a3_self_attention", COURSE_REPO, COURSE_BRANCH))
+missing = [name for name in ("course", "otter") if name not in sys.modules and importlib.util.find_spec(name) is None]
+if missing:
+    raise ModuleNotFoundError(f"{' and '.join(missing)} not installed: in the course repository run  make env  (README), "
+                              f'or  pip install otter-grader==7.0.0 "git+{COURSE_REPO}@{COURSE_BRANCH}#subdirectory=shared"')
+
 import math
 
 import matplotlib.pyplot as plt
@@ -74,7 +95,7 @@ from course import data, text, training, plotting
 
 training.seed_everything(42)
 DEVICE = training.get_device()
-print("training on", DEVICE)
+print(training.device_report(CPU_TRAINING))
 
 # %%
 import math
@@ -120,6 +141,7 @@ def simple_self_attention(x):
 
 # %%
 def test_simple_small_example(simple_self_attention):
+    assert simple_self_attention is not None, "simple_self_attention is not defined: run the cell that defines it (section 1) first"
     import torch
     import torch.nn as nn
     x = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])
@@ -240,6 +262,7 @@ def scaled_dot_product_attention(q, k, v, mask=None):
 
 # %%
 def test_sdpa_small_example(scaled_dot_product_attention):
+    assert scaled_dot_product_attention is not None, "scaled_dot_product_attention is not defined: run the cell that defines it (section 2) first"
     import torch
     import torch.nn as nn
     import math
@@ -453,6 +476,7 @@ class SelfAttention(nn.Module):
 
 # %%
 def test_module_shapes_and_names(SelfAttention):
+    assert SelfAttention is not None, "SelfAttention is not defined: run the cell that defines it (section 3) first"
     import torch
     import torch.nn as nn
     torch.manual_seed(0)
@@ -580,6 +604,7 @@ class AttentionClassifier(nn.Module):
 
 # %%
 def test_classifier_shape(AttentionClassifier):
+    assert AttentionClassifier is not None, "AttentionClassifier is not defined: run the cell that defines it (section 4) first"
     import torch
     import torch.nn as nn
     torch.manual_seed(0)

@@ -60,8 +60,29 @@
 # graded* are skipped by the autograder.
 
 # %% tags=["otter_ignore"]
-# Setup (not graded). In Colab, first install the course library from your course's repository:
-#   pip install "git+<course repository URL>#subdirectory=shared"   (the README explains)
+# Setup (not graded). In Colab it installs the course library and otter-grader (a minute or two); elsewhere it checks
+# that they are installed (README: For students). A quick run, to see every cell work (not to submit): set
+# COURSE_QUICK=1 first (`%env COURSE_QUICK=1`); training then stops after a few batches.
+COURSE_REPO = "https://github.com/transformers-course/transformers-course"  # written by make release (course.toml)
+COURSE_BRANCH = "main"
+CPU_TRAINING = "about a minute"  # this notebook's training on a laptop CPU; seconds on a GPU
+import importlib.util, subprocess, sys, time
+
+if "google.colab" in sys.modules:
+    start, library = time.time(), f"git+{COURSE_REPO}@{COURSE_BRANCH}#subdirectory=shared"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", library, "otter-grader==7.0.0"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        raise RuntimeError(f"pip install {library} otter-grader==7.0.0 failed:\n{(pip.stdout + pip.stderr)[-3000:]}")
+    importlib.invalidate_caches()
+    from course import colab
+    print(f"installed the course library and otter-grader 7.0.0 in {time.time() - start:.0f} s;",
+          colab.setup("a4_multihead", COURSE_REPO, COURSE_BRANCH))
+missing = [name for name in ("course", "otter") if name not in sys.modules and importlib.util.find_spec(name) is None]
+if missing:
+    raise ModuleNotFoundError(f"{' and '.join(missing)} not installed: in the course repository run  make env  (README), "
+                              f'or  pip install otter-grader==7.0.0 "git+{COURSE_REPO}@{COURSE_BRANCH}#subdirectory=shared"')
+
 import math
 
 import matplotlib.pyplot as plt
@@ -74,7 +95,7 @@ from course import data, text, training, plotting
 
 training.seed_everything(42)
 DEVICE = training.get_device()
-print("training on", DEVICE)
+print(training.device_report(CPU_TRAINING))
 
 # %%
 import math
@@ -114,6 +135,7 @@ def split_heads(x, num_heads):
 
 # %%
 def test_split_small_example(split_heads):
+    assert split_heads is not None, "split_heads is not defined: run the cell that defines it (section 1) first"
     import torch
     import torch.nn as nn
     x = torch.arange(12.0).view(1, 3, 4)  # 3 tokens with 4 features each
@@ -173,6 +195,7 @@ def merge_heads(x):
 
 # %%
 def test_merge_small_example(merge_heads):
+    assert merge_heads is not None, "merge_heads is not defined: run the cell that defines it (section 2) first"
     import torch
     import torch.nn as nn
     x = torch.tensor([[[[0.0, 1.0], [4.0, 5.0], [8.0, 9.0]], [[2.0, 3.0], [6.0, 7.0], [10.0, 11.0]]]])
@@ -264,6 +287,7 @@ class MultiHeadSelfAttention(nn.Module):
 
 # %%
 def test_mhsa_shapes(MultiHeadSelfAttention):
+    assert MultiHeadSelfAttention is not None, "MultiHeadSelfAttention is not defined: run the cell that defines it (section 3) first"
     import torch
     import torch.nn as nn
     torch.manual_seed(0)

@@ -58,9 +58,28 @@
 # **How to work**: fill in every `...`, run the check under it, then train and run the export cell at the end.
 
 # %% tags=["otter_ignore"]
-# Setup (not graded). In Colab, first install the course library from your course's repository:
-#   pip install "git+<course repository URL>#subdirectory=shared"   (the README explains)
-import time
+# Setup (not graded). In Colab it installs the course library and otter-grader (a minute or two); elsewhere it checks
+# that they are installed (README: For students). A quick run, to see every cell work (not to submit): set
+# COURSE_QUICK=1 first (`%env COURSE_QUICK=1`); training then stops after a few batches.
+COURSE_REPO = "https://github.com/transformers-course/transformers-course"  # written by make release (course.toml)
+COURSE_BRANCH = "main"
+CPU_TRAINING = "about 80 s"  # this notebook's training on a laptop CPU; seconds on a GPU
+import importlib.util, subprocess, sys, time
+
+if "google.colab" in sys.modules:
+    start, library = time.time(), f"git+{COURSE_REPO}@{COURSE_BRANCH}#subdirectory=shared"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", library, "otter-grader==7.0.0"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        raise RuntimeError(f"pip install {library} otter-grader==7.0.0 failed:\n{(pip.stdout + pip.stderr)[-3000:]}")
+    importlib.invalidate_caches()
+    from course import colab
+    print(f"installed the course library and otter-grader 7.0.0 in {time.time() - start:.0f} s;",
+          colab.setup("a5_transformer", COURSE_REPO, COURSE_BRANCH))
+missing = [name for name in ("course", "otter") if name not in sys.modules and importlib.util.find_spec(name) is None]
+if missing:
+    raise ModuleNotFoundError(f"{' and '.join(missing)} not installed: in the course repository run  make env  (README), "
+                              f'or  pip install otter-grader==7.0.0 "git+{COURSE_REPO}@{COURSE_BRANCH}#subdirectory=shared"')
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -71,7 +90,7 @@ from course import data, text, training, plotting
 
 training.seed_everything(42)
 DEVICE = training.get_device()
-print("training on", DEVICE)
+print(training.device_report(CPU_TRAINING))
 
 # %%
 import math
@@ -118,6 +137,7 @@ def positional_encoding(max_len, d_model):
 
 # %%
 def test_positional_encoding_shape_and_position_zero(positional_encoding):
+    assert positional_encoding is not None, "positional_encoding is not defined: run the cell that defines it (section 1) first"
     import torch
     import torch.nn as nn
     pe = positional_encoding(10, 8)
@@ -250,6 +270,7 @@ class TransformerBlock(nn.Module):
 
 # %%
 def test_block_names_and_shapes(TransformerBlock):
+    assert TransformerBlock is not None, "TransformerBlock is not defined: run the cell that defines it (section 2) first"
     import torch
     import torch.nn as nn
     block = TransformerBlock(16, 2, 32).eval()
@@ -464,6 +485,7 @@ class TransformerClassifier(nn.Module):
 
 # %%
 def test_classifier_names_shapes_and_init(TransformerClassifier):
+    assert TransformerClassifier is not None, "TransformerClassifier is not defined: run the cell that defines it (section 3) first"
     import torch
     import torch.nn as nn
     torch.manual_seed(0)

@@ -60,8 +60,29 @@
 # marked *not graded* (data, training, plots, samples) are skipped by the autograder: it never retrains your model.
 
 # %% tags=["otter_ignore"]
-# Setup (not graded). In Colab, first install the course library from your course's repository:
-#   pip install "git+<course repository URL>#subdirectory=shared"   (the README explains)
+# Setup (not graded). In Colab it installs the course library and otter-grader (a minute or two); elsewhere it checks
+# that they are installed (README: For students). A quick run, to see every cell work (not to submit): set
+# COURSE_QUICK=1 first (`%env COURSE_QUICK=1`); training then stops after a few batches.
+COURSE_REPO = "https://github.com/transformers-course/transformers-course"  # written by make release (course.toml)
+COURSE_BRANCH = "main"
+CPU_TRAINING = "5–10 minutes"  # this notebook's training on a laptop CPU; seconds on a GPU
+import importlib.util, subprocess, sys, time
+
+if "google.colab" in sys.modules:
+    start, library = time.time(), f"git+{COURSE_REPO}@{COURSE_BRANCH}#subdirectory=shared"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", library, "otter-grader==7.0.0"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        raise RuntimeError(f"pip install {library} otter-grader==7.0.0 failed:\n{(pip.stdout + pip.stderr)[-3000:]}")
+    importlib.invalidate_caches()
+    from course import colab
+    print(f"installed the course library and otter-grader 7.0.0 in {time.time() - start:.0f} s;",
+          colab.setup("a6_gpt", COURSE_REPO, COURSE_BRANCH))
+missing = [name for name in ("course", "otter") if name not in sys.modules and importlib.util.find_spec(name) is None]
+if missing:
+    raise ModuleNotFoundError(f"{' and '.join(missing)} not installed: in the course repository run  make env  (README), "
+                              f'or  pip install otter-grader==7.0.0 "git+{COURSE_REPO}@{COURSE_BRANCH}#subdirectory=shared"')
+
 import math
 
 import matplotlib.pyplot as plt
@@ -73,7 +94,7 @@ from course import data, language_model, plotting, training
 
 training.seed_everything(42)
 DEVICE = training.get_device()
-print("training on", DEVICE)
+print(training.device_report(CPU_TRAINING))
 
 # %%
 import math
@@ -120,6 +141,7 @@ def causal_mask(T):
 
 # %%
 def test_causal_mask_small_example(causal_mask):
+    assert causal_mask is not None, "causal_mask is not defined: run the cell that defines it (section 1) first"
     import torch
     mask = causal_mask(3)
     assert mask is not None, "causal_mask returned None: fill in the stub."
@@ -183,6 +205,7 @@ def masked_attention(q, k, v, mask):
 
 # %%
 def test_masked_attention_weights(masked_attention):
+    assert masked_attention is not None, "masked_attention is not defined: run the cell that defines it (section 2) first"
     import torch
     torch.manual_seed(0)
     q, k, v = torch.randn(3, 5, 8), torch.randn(3, 5, 8), torch.randn(3, 5, 8)
@@ -283,6 +306,7 @@ class CausalSelfAttention(nn.Module):
 
 # %%
 def test_attention_shape_and_causality(CausalSelfAttention):
+    assert CausalSelfAttention is not None, "CausalSelfAttention is not defined: run the cell that defines it (section 3) first"
     import torch
     torch.manual_seed(0)
     attn = CausalSelfAttention(32, 4).eval()
@@ -444,6 +468,7 @@ class GPT(nn.Module):
 
 # %%
 def test_gpt_shapes_and_causality(GPT):
+    assert GPT is not None, "GPT is not defined: run the cell that defines it (section 4) first"
     import torch
     torch.manual_seed(0)
     model = GPT(vocab_size=11, block_size=16, n_layer=2, n_head=2, n_embd=16).eval()
@@ -461,6 +486,7 @@ def test_gpt_shapes_and_causality(GPT):
 
 # %%
 def test_gpt_state_dict_names(GPT):
+    assert GPT is not None, "GPT is not defined: run the cell that defines it (section 4) first"
     import torch
     model = GPT(vocab_size=65, block_size=128, n_layer=4, n_head=4, n_embd=128)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -593,6 +619,7 @@ def generate(model, prompt, max_new_tokens, temperature=1.0, top_k=None, greedy=
 
 # %%
 def test_sampler_length_and_greedy(generate):
+    assert generate is not None, "generate is not defined: run the cell that defines it (section 5) first"
     import torch
     import torch.nn as nn
 
@@ -618,6 +645,7 @@ def test_sampler_length_and_greedy(generate):
 
 # %%
 def test_sampler_rejects_bad_temperature(generate):
+    assert generate is not None, "generate is not defined: run the cell that defines it (section 5) first"
     import torch
     import torch.nn as nn
 
