@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -97,10 +98,18 @@ class ZipRun:
     left: list[int]  # processes of this grading still alive after it (there must be none)
 
 
+_RUNNING: set[int] = set()  # the run_autograder processes of the gradings this process runs now (grade-all's threads)
+_RUNNING_LOCK = threading.Lock()
+
+
 def run_zip(run_autograder: Path, log_path: Path, timeout_s: float, python: str | None = None) -> ZipRun:
-    """Run the zip's run_autograder as Gradescope would, killing everything after `timeout_s`."""
+    """Run the zip's run_autograder as Gradescope would, killing everything after `timeout_s`. What outlives it is
+    killed too, and listed in `left`: this process is a child subreaper, so a process the grading left (or detached)
+    is adopted here, not by init, whatever its user."""
     from autograder.sandbox.limits import descendants, processes_of_user
-    from autograder.sandbox.processes import is_zombie
+    from autograder.sandbox.processes import become_subreaper, is_zombie, kill_tree
+
+    become_subreaper()
 
     root = run_autograder.parent
     interpreter = Path(python or sys.executable).absolute()
@@ -112,20 +121,22 @@ def run_zip(run_autograder: Path, log_path: Path, timeout_s: float, python: str 
         (bin_folder / "python").chmod(0o755)
     env = dict(os.environ, PATH=f"{bin_folder}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}")
     env.pop("PYTHONPATH", None)
-    started, timed_out = time.monotonic(), False
+    started, timed_out, before = time.monotonic(), False, descendants(os.getpid())
     with open(log_path, "w") as log:
         proc = subprocess.Popen(["bash", str(run_autograder)], stdout=log, stderr=subprocess.STDOUT, env=env,
                                 cwd=root, start_new_session=True)
+        with _RUNNING_LOCK:
+            _RUNNING.add(proc.pid)
         try:
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:  # as Gradescope does at its limit: everything ends, at once
             timed_out = True
-            for pid in [proc.pid, *descendants(proc.pid)]:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            kill_tree(proc.pid)
+            proc.kill()
             proc.wait()
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(proc.pid)
     wall_s = time.monotonic() - started
     try:
         results = json.loads((root / "results" / "results.json").read_text())
@@ -140,12 +151,20 @@ def run_zip(run_autograder: Path, log_path: Path, timeout_s: float, python: str 
         _clean_up_after(report)
 
     def alive() -> set[int]:
-        found = descendants(proc.pid) | (processes_of_user(uid) if isinstance(uid, int) else set())
+        with _RUNNING_LOCK:  # the other gradings running beside this one are theirs
+            others = set().union(*({pid} | descendants(pid) for pid in _RUNNING))
+        found = (descendants(os.getpid()) - before - others) | (processes_of_user(uid) if isinstance(uid, int) else set())
         return {pid for pid in found if not is_zombie(pid)}
     deadline = time.monotonic() + 3  # processes just killed take a moment to go
     while alive() and time.monotonic() < deadline:
         time.sleep(0.05)
-    return ZipRun(results, wall_s, timed_out, sorted(alive()))
+    left = sorted(alive())
+    for pid in left:  # reported, and not left running
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return ZipRun(results, wall_s, timed_out, left)
 
 
 def _clean_up_after(report: dict) -> None:
@@ -188,11 +207,14 @@ def grade_with_run(submission, assignment: Assignment | None = None, out_dir=Non
         else:
             try:
                 entry = gradescope_layout(Path(tmp) / "autograder", assignment, submission)
+                run = run_zip(entry, out_dir / "grading.log", timeout_s, python)
             except zipfile.BadZipFile:
                 results = _fallback_results(assignment, f"{submission.name} is not a readable zip file: submit the "
                                                         "zip made by the export cell.")
+            except OSError as error:  # a zip whose entries clash (a file and a folder of one name), a full disk, ...
+                results = _fallback_results(assignment, f"{submission.name} could not be laid out for grading "
+                                                        f"({type(error).__name__}: {error}); please tell the course staff.")
             else:
-                run = run_zip(entry, out_dir / "grading.log", timeout_s, python)
                 report = entry.parent / "results" / "supervisor.json"
                 if report.exists():  # who ran the notebook, what the process tree peaked at
                     shutil.copy(report, out_dir / "supervisor.json")

@@ -463,6 +463,7 @@ def test_grading_twice_gives_identical_scores(reference_zip, tmp_path):
     second = _grade(reference_zip, tmp_path / "two")
     strip = lambda r: [(t["name"], t.get("score"), t.get("output")) for t in r["tests"]]
     assert strip(first) == strip(second)
+    assert sum(_scores(first).values()) == FULL, "the reference, at full marks both times"
 
 
 # ================================================================================================================
@@ -839,6 +840,33 @@ def test_a_forged_server_gains_nothing_and_runs_no_code_in_the_grader(reference_
     if replies_before_the_pickle == 3:
         assert "does not accept" in _everything(results), results["tests"]
 
+
+FORGED_HELLO = '''
+# written against the grader's source: a hello that names the supervisor (the parent of the test process, which
+# forked this one), then a reply that is not a message: the test process, as root, signals the pid it was told
+import json, os, socket, struct, sys, time
+
+def forged_serve(namespace, sock, locate=None):
+    test_process = os.getppid()
+    supervisor = int(open(f"/proc/{test_process}/stat").read().rsplit(")", 1)[1].split()[1])
+    header = json.dumps({"m": {"op": "hello", "pid": supervisor}, "b": []}).encode()
+    sock.sendall(struct.pack("!QI", 4 + len(header), len(header)) + header)
+    sock.recv(12, socket.MSG_WAITALL)
+    sock.sendall(b"\\xff" * 64)
+    time.sleep(600)
+
+sys.modules["sandbox.remote"].serve = forged_serve
+'''
+
+
+def test_a_hello_that_names_another_process_is_refused(reference_zip, tmp_path):
+    """The test process signals the notebook's process when a call runs too long or its reply is malformed: it takes
+    that pid from the fork, not from what the notebook says, so a notebook cannot have the supervisor killed (which
+    would leave the all-zero results.json written first, the exported weights ungraded)."""
+    results = _grade_appended(reference_zip, tmp_path, FORGED_HELLO)
+    scores = _scores(results)
+    assert scores["q6_trained_model"] == 4, results["tests"]
+    assert scores["q4_tfidf_l2"] == 0 and "did not say hello" in _everything(results), results["tests"]
 
 HIDDEN_TESTS_READ = FIND_ROOT + '''
 import glob

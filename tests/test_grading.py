@@ -3,14 +3,17 @@ scores full marks, the stub zero, a grading ended from outside still leaves a re
 submissions writes one row each."""
 import csv
 import json
+import os
 import shutil
+import time
 import zipfile
 
 import nbformat
 import pytest
 
 from autograder.assignments import ASSIGNMENTS
-from autograder.grade import grade, grade_all, grade_with_run
+from autograder.grade import grade, grade_all, grade_with_run, run_zip
+from autograder.sandbox.processes import is_zombie
 
 A1 = ASSIGNMENTS["a1_tfidf"]
 FULL = 18
@@ -71,6 +74,30 @@ def test_grading_ended_from_outside_still_leaves_a_complete_results_file(referen
     assert "stopped after 30 s" in results["output"]
 
 
+@pytest.mark.parametrize("finish", ["exit", "timeout"])
+def test_what_a_grading_leaves_running_is_listed_and_killed(tmp_path, finish):
+    """A run_autograder that detaches a process (a new session) and exits: the process is adopted by the grader (a
+    child subreaper), listed in `left`, and killed. Ended at the outer limit instead, everything below it is killed
+    at once, as Gradescope does, so nothing is left."""
+    pid_file = tmp_path / "pid"
+    entry = tmp_path / "run_autograder"
+    entry.write_text(f"setsid sh -c 'echo $$ > {pid_file}; exec sleep 120' &\n"
+                     f"while [ ! -s {pid_file} ]; do sleep 0.05; done\n"
+                     + ("sleep 60\n" if finish == "timeout" else "exit 0\n"))
+    run = run_zip(entry, tmp_path / "log", timeout_s=5)
+    detached = int(pid_file.read_text())
+    assert run.timed_out == (finish == "timeout")
+    assert run.left == ([] if finish == "timeout" else [detached]), run.left
+    deadline = time.monotonic() + 2  # killed: gone, or a zombie of this process until it is collected
+    while not is_zombie(detached) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert is_zombie(detached), "still running"
+    try:
+        os.waitpid(detached, 0)
+    except ChildProcessError:  # collected already
+        pass
+
+
 def test_raising_cell_still_gives_results(reference_zip, tmp_path):
     notebook = _notebook(reference_zip, tmp_path, _insert_after_imports("raise RuntimeError('student bug')"))
     results = grade(notebook, A1, tmp_path / "out", quiet=True)
@@ -116,3 +143,16 @@ def test_reference_grades_in_the_gradescope_environment(reference_zip, tmp_path)
     assert sum(t.get("score", 0) for t in results["tests"]) == FULL, results.get("output")
     assert f"kernel={python.parent.parent}" in results["output"], results["output"]
     assert "pyarrow=False" in results["output"] and f"course={ROOT / 'shared'}" not in results["output"], results["output"]
+
+
+def test_a_submission_zip_that_cannot_be_unpacked_still_gets_results(tmp_path):
+    """A file and a folder of one name in the export zip: unpacking fails before the zip's entry point runs, and the
+    student still gets a results.json that says so."""
+    submission = tmp_path / "a1_tfidf_export.zip"
+    with zipfile.ZipFile(submission, "w") as zf:
+        zf.writestr("a1_weights.safetensors", b"x")
+        zf.writestr("a1_weights.safetensors/inner", b"y")
+    results = grade(submission, A1, tmp_path / "out", quiet=True)
+    assert (tmp_path / "out" / "results.json").exists()
+    assert results["tests"] and all(t["score"] == 0 for t in results["tests"])
+    assert "could not be laid out" in results["output"], results["output"]

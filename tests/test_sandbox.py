@@ -2,12 +2,10 @@
 submissions through the zip's entry point."""
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import nbformat
@@ -18,8 +16,6 @@ from autograder.sandbox.limits import Limits, TreeMemory
 from autograder.sandbox.results import Results
 from autograder.sandbox.submission import Rejected, collect, read_cells
 from autograder.sandbox.test_runner import failure_message, load_tests, run_case
-
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="only root can take another user's identity")
 
 
 @pytest.fixture
@@ -345,13 +341,15 @@ def test_results_are_complete_whenever_written(tmp_path):
     "import os\nfd = os.memfd_create('x')\nfor _ in range(300):\n    os.write(fd, b'x' * 2**20)",
 ], ids=["private", "shared mapping", "memory file"])
 def test_the_watch_sees_a_childs_memory_however_it_is_held(source):
+    """What a child holds counts, measured against the tree without it (this test process alone can be 300 MB)."""
+    alone = TreeMemory(os.getpid(), limit_mb=10_000).sample()
     child = subprocess.Popen([sys.executable, "-c", source + "\nprint('ready', flush=True)\nimport time\ntime.sleep(60)"],
                              stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "ready"
         watch = TreeMemory(os.getpid(), limit_mb=10_000)
-        assert watch.sample() > 300 * 2**20
-        assert TreeMemory(os.getpid(), limit_mb=200).over()
+        assert watch.sample() - alone > 290 * 2**20
+        assert TreeMemory(os.getpid(), limit_mb=(alone >> 20) + 200).over()
     finally:
         child.kill()
         child.wait()

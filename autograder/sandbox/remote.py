@@ -663,14 +663,18 @@ class Client(_Codec):
         self._anchor = torch.zeros((), requires_grad=True)  # what local autograd reaches backward through
 
     @classmethod
-    def connected(cls, connection: Connection, timeout_s: float, **options) -> "Client":
-        """The Client of the notebook's process on `connection`, once it has said hello (within `timeout_s`)."""
+    def connected(cls, connection: Connection, timeout_s: float, pid: int | None = None, **options) -> "Client":
+        """The Client of the notebook's process on `connection`, once it has said hello (within `timeout_s`).
+
+        `pid` is the notebook's process as the one that forked it knows it: the Client signals that process when a
+        call runs too long, so a hello naming another one (the supervisor, another grading) is refused. Without
+        `pid` (a server this side started itself) the hello's pid is taken."""
         connection.max_bytes = MAX_MESSAGE_BYTES
         try:
             hello, _ = connection.receive(deadline=time.monotonic() + timeout_s)
         except (OSError, EOFError, ProtocolError):  # socket.timeout is an OSError
             raise NotGraded("the notebook's process never started serving the tests") from None
-        if hello.get("op") != "hello" or type(hello.get("pid")) is not int:
+        if hello.get("op") != "hello" or type(hello.get("pid")) is not int or pid not in (None, hello["pid"]):
             raise NotGraded("the notebook's process did not say hello")
         return cls(connection, hello["pid"], **options)
 

@@ -117,7 +117,8 @@ def serve(supervisor: socket.socket, kernel: socket.socket | None, kernel_pid: i
             return
         op = command.get("op")
         if op == "notebook_tests" and kernel is not None:
-            _notebook_tests(connection, tests, kernel, float(command["call_limit_s"]), float(command["total_limit_s"]))
+            _notebook_tests(connection, tests, kernel, kernel_pid, float(command["call_limit_s"]),
+                            float(command["total_limit_s"]))
             kernel.close()
             kernel = None
         elif op == "file_tests":
@@ -132,12 +133,12 @@ def serve(supervisor: socket.socket, kernel: socket.socket | None, kernel_pid: i
         connection.send({"op": "done"}, [])
 
 
-def _notebook_tests(connection, tests: list[QuestionTests], kernel: socket.socket, call_limit_s: float,
-                    total_limit_s: float) -> None:
+def _notebook_tests(connection, tests: list[QuestionTests], kernel: socket.socket, kernel_pid: int,
+                    call_limit_s: float, total_limit_s: float) -> None:
     started = time.monotonic()
     try:
-        client = remote.Client.connected(remote.Connection(kernel), SERVER_HELLO_TIMEOUT_S, call_limit_s=call_limit_s,
-                                         total_limit_s=total_limit_s)
+        client = remote.Client.connected(remote.Connection(kernel), SERVER_HELLO_TIMEOUT_S, pid=kernel_pid,
+                                         call_limit_s=call_limit_s, total_limit_s=total_limit_s)
     except remote.NotGraded as error:
         client, unreachable = None, str(error)
     for test_file in tests:
