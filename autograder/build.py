@@ -74,15 +74,16 @@ def student_notebook_json(dist: Path, assignment: Assignment) -> str:
 
 
 def master_notebook(assignment: Assignment, config: course_config.CourseConfig | None = None):
-    """The master as a notebook, with the course's address (course.toml) in its setup cell."""
+    """The master as a notebook, its setup cell written: the bootstrap, with the course's address (course.toml)."""
     import jupytext
 
     nb = jupytext.read(assignment.master)
     setup = [cell for cell in nb.cells if course_config.is_setup_cell(cell)]
     if len(setup) != 1:
-        raise ValueError(f"{assignment.master}: expected one setup cell (tagged otter_ignore, with COURSE_REPO and "
-                         f"COURSE_BRANCH lines), found {len(setup)}")
-    setup[0].source = course_config.apply(setup[0].source, config or course_config.load(), str(assignment.master))
+        raise ValueError(f"{assignment.master}: expected one setup cell (tagged otter_ignore, with the line "
+                         f"{course_config.SETUP_MARKER!r}), found {len(setup)}")
+    setup[0].source = course_config.write_setup(setup[0].source, assignment.name, config or course_config.load(),
+                                                str(assignment.master))
     return nb
 
 
@@ -204,6 +205,10 @@ def run_reference(assignment: Assignment, dist: Path) -> Path:
     if submission.exists() and key_file.exists() and key_file.read_text() == key:
         log(f"  reference: up to date ({workdir.relative_to(ROOT)})")
         return submission
+    from course import quick
+
+    if quick.enabled():  # the kernel would inherit it, and the cache would keep a quick run's weights as the reference
+        raise RuntimeError(f"{quick.ENV} is set: the reference trains at full length; unset it (`unset {quick.ENV}`)")
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     executed = workdir / f"{assignment.name}.ipynb"

@@ -10,6 +10,9 @@ from course.data import DATA_DIR_ENV, find_data_dir  # noqa: E402
 # the unprivileged user that runs the notebook, as it does in Gradescope's container (see autograder/sandbox/users.py)
 os.environ.setdefault("COURSE_GRANT_KERNEL_ACCESS", "1")
 
+# COURSE_QUICK=1 left in the shell (a student-path habit) would shorten the training the tests measure
+os.environ.pop("COURSE_QUICK", None)
+
 _MIRROR = find_data_dir()
 if _MIRROR is not None:
     os.environ.setdefault(DATA_DIR_ENV, str(_MIRROR))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import quick as quick_run
+
 DATA_DIR_ENV = "COURSE_DATA_DIR"
 IMDB_HUB_NAME = "stanfordnlp/imdb"
 SHAKESPEARE_HUB_NAME = "karpathy/tiny_shakespeare"
@@ -67,19 +69,21 @@ def imdb_splits(n_val: int = 10_000, seed: int = LECTURE_SEED, quick: bool | Non
 
     The training split is ordered by label, so it is shuffled (seed 42) before the first `n_val`
     reviews are held out for validation. The test split is the full 25,000 reviews. `quick` (default:
-    COURSE_QUICK=1, see course.quick) keeps only the first reviews of each split.
+    COURSE_QUICK=1, see course.quick) keeps only the first reviews of each split, the test split shuffled
+    first (it is ordered by label too: its first 12,500 reviews are all negative).
     """
-    from . import quick as quick_run
-
+    if quick is None:
+        quick = quick_run.enabled()
     imdb = load_imdb(("train", "test"))
     train = imdb["train"].shuffle(seed=seed)
+    test = imdb["test"].shuffle(seed=seed) if quick else imdb["test"]
     texts, labels = train["text"], train["label"]
     splits = {
         "train": (texts[n_val:], labels[n_val:]),
         "val": (texts[:n_val], labels[:n_val]),
-        "test": (imdb["test"]["text"], imdb["test"]["label"]),
+        "test": (test["text"], test["label"]),
     }
-    if quick_run.enabled() if quick is None else quick:
+    if quick:
         splits = {name: (t[:quick_run.IMDB_REVIEWS[name]], l[:quick_run.IMDB_REVIEWS[name]]) for name, (t, l) in splits.items()}
         print(f"{quick_run.ENV}=1: " + ", ".join(f"{len(t):,} {name}" for name, (t, _) in splits.items()) + " reviews")
     return splits

@@ -58,28 +58,7 @@
 # **How to work**: fill in every `...`, run the check under it, then train and run the export cell at the end.
 
 # %% tags=["otter_ignore"]
-# Setup (not graded). In Colab it installs the course library and otter-grader (a minute or two); elsewhere it checks
-# that they are installed (README: For students). A quick run, to see every cell work (not to submit): set
-# COURSE_QUICK=1 first (`%env COURSE_QUICK=1`); training then stops after a few batches.
-COURSE_REPO = "https://github.com/transformers-course/transformers-course"  # written by make release (course.toml)
-COURSE_BRANCH = "main"
-CPU_TRAINING = "about 80 s"  # this notebook's training on a laptop CPU; seconds on a GPU
-import importlib.util, subprocess, sys, time
-
-if "google.colab" in sys.modules:
-    start, library = time.time(), f"git+{COURSE_REPO}@{COURSE_BRANCH}#subdirectory=shared"
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", library, "otter-grader==7.0.0"],
-                         capture_output=True, text=True)
-    if pip.returncode != 0:
-        raise RuntimeError(f"pip install {library} otter-grader==7.0.0 failed:\n{(pip.stdout + pip.stderr)[-3000:]}")
-    importlib.invalidate_caches()
-    from course import colab
-    print(f"installed the course library and otter-grader 7.0.0 in {time.time() - start:.0f} s;",
-          colab.setup("a5_transformer", COURSE_REPO, COURSE_BRANCH))
-missing = [name for name in ("course", "otter") if name not in sys.modules and importlib.util.find_spec(name) is None]
-if missing:
-    raise ModuleNotFoundError(f"{' and '.join(missing)} not installed: in the course repository run  make env  (README), "
-                              f'or  pip install otter-grader==7.0.0 "git+{COURSE_REPO}@{COURSE_BRANCH}#subdirectory=shared"')
+# Setup: make release writes the course's install-and-check lines here (autograder/config.py).
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -90,6 +69,7 @@ from course import data, text, training, plotting
 
 training.seed_everything(42)
 DEVICE = training.get_device()
+CPU_TRAINING = "about 80 s"  # this notebook's training on a laptop CPU; seconds on a GPU
 print(training.device_report(CPU_TRAINING))
 
 # %%
