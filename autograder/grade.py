@@ -31,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from autograder.assignments import ASSIGNMENTS, Assignment, find
+from autograder.sandbox.limits import descendants, processes_of_user
+from autograder.sandbox.processes import become_subreaper, is_zombie, kill_tree
 
 DEFAULT_TIMEOUT_S = 600  # Gradescope's default limit
 
@@ -100,17 +102,28 @@ class ZipRun:
 
 _RUNNING: set[int] = set()  # the run_autograder processes of the gradings this process runs now (grade-all's threads)
 _RUNNING_LOCK = threading.Lock()
+_ADOPTING = [0]  # how many gradings need this process to be a child subreaper (it is one while any does)
+
+
+def _adopt_orphans(more: int) -> None:
+    with _RUNNING_LOCK:
+        _ADOPTING[0] += more
+        if _ADOPTING[0] == (1 if more > 0 else 0):
+            become_subreaper(more > 0)
 
 
 def run_zip(run_autograder: Path, log_path: Path, timeout_s: float, python: str | None = None) -> ZipRun:
     """Run the zip's run_autograder as Gradescope would, killing everything after `timeout_s`. What outlives it is
-    killed too, and listed in `left`: this process is a child subreaper, so a process the grading left (or detached)
-    is adopted here, not by init, whatever its user."""
-    from autograder.sandbox.limits import descendants, processes_of_user
-    from autograder.sandbox.processes import become_subreaper, is_zombie, kill_tree
+    killed too, and listed in `left`: while it grades, this process is a child subreaper, so a process the grading
+    left (or detached) is adopted here, not by init, whatever its user."""
+    _adopt_orphans(+1)
+    try:
+        return _run_zip(run_autograder, log_path, timeout_s, python)
+    finally:
+        _adopt_orphans(-1)
 
-    become_subreaper()
 
+def _run_zip(run_autograder: Path, log_path: Path, timeout_s: float, python: str | None) -> ZipRun:
     root = run_autograder.parent
     interpreter = Path(python or sys.executable).absolute()
     bin_folder = interpreter.parent
@@ -131,6 +144,7 @@ def run_zip(run_autograder: Path, log_path: Path, timeout_s: float, python: str 
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:  # as Gradescope does at its limit: everything ends, at once
             timed_out = True
+            os.kill(proc.pid, signal.SIGSTOP)  # it first, or it would see its children die and report that
             kill_tree(proc.pid)
             proc.kill()
             proc.wait()
@@ -150,10 +164,13 @@ def run_zip(run_autograder: Path, log_path: Path, timeout_s: float, python: str 
     if timed_out:  # the supervisor was killed before it could clean up: what it would have removed
         _clean_up_after(report)
 
-    def alive() -> set[int]:
+    def adopted() -> set[int]:
         with _RUNNING_LOCK:  # the other gradings running beside this one are theirs
             others = set().union(*({pid} | descendants(pid) for pid in _RUNNING))
-        found = (descendants(os.getpid()) - before - others) | (processes_of_user(uid) if isinstance(uid, int) else set())
+        return descendants(os.getpid()) - before - others
+
+    def alive() -> set[int]:
+        found = adopted() | (processes_of_user(uid) if isinstance(uid, int) else set())
         return {pid for pid in found if not is_zombie(pid)}
     deadline = time.monotonic() + 3  # processes just killed take a moment to go
     while alive() and time.monotonic() < deadline:
@@ -164,6 +181,15 @@ def run_zip(run_autograder: Path, log_path: Path, timeout_s: float, python: str 
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+    deadline = time.monotonic() + 2
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for pid in adopted():  # collected, so that no zombie of the grading stays in this process's table
+        if is_zombie(pid):
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
     return ZipRun(results, wall_s, timed_out, left)
 
 
@@ -174,10 +200,7 @@ def _clean_up_after(report: dict) -> None:
     if isinstance(report.get("private"), str) and Path(report["private"]).name.startswith("course-grading-"):
         subprocess.run(["rm", "-rf", "--one-file-system", "--", report["private"]], check=False)
     if isinstance(report.get("kernel_uid"), int):
-        user = users.KernelUser(report["kernel_uid"], report["kernel_uid"], "")
-        users.kill_all(user)
-        users.remove_files(user)
-        Path(users._lock_path(user.uid)).unlink(missing_ok=True)
+        users.clean_up_after(report["kernel_uid"])
 
 
 def grade(submission, assignment: Assignment | None = None, out_dir=None, timeout_s: float = DEFAULT_TIMEOUT_S,

@@ -15,9 +15,9 @@ from .limits import descendants
 _PR_SET_CHILD_SUBREAPER = 36
 
 
-def become_subreaper() -> None:
+def become_subreaper(on: bool = True) -> None:
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)
     except (OSError, AttributeError):  # not Linux
         pass
 

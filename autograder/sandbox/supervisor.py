@@ -39,7 +39,7 @@ from pathlib import Path
 from . import remote, users
 from .limits import Limits, TreeMemory
 from .processes import become_subreaper, kill_tree, reap
-from .results import Results
+from .results import Results, write_atomically
 from .submission import Rejected, collect, read_cells
 
 GRADESCOPE_ROOT = Path("/autograder")
@@ -168,7 +168,7 @@ class Supervisor:
         report = {"kernel_uid": self.user.uid if self.user else None, "seconds": round(time.monotonic() - self.started, 1),
                   "peak_mb": round(self.memory.peak / 2**20) if self.memory else None, "stopped": self.stopped,
                   "private": str(self.private) if self.private else None}
-        (self.root / "results" / "supervisor.json").write_text(json.dumps(report))
+        write_atomically(self.root / "results" / "supervisor.json", json.dumps(report))
 
     # ---- folders and processes ----
     def _close_the_autograder(self) -> None:
