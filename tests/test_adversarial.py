@@ -123,9 +123,24 @@ def _autograder_root():
         for i, arg in enumerate(args):
             if arg.endswith(b"supervise.py") and i + 1 < len(args):
                 return args[i + 1].decode()
-    return "/autograder"
+    raise RuntimeError("no process runs supervise.py: the attack cannot find the autograder's folder")
 ROOT = _autograder_root()
+
+def _did(what):  # a test that proves the defence also proves that the attack happened (see _with_evidence)
+    if "EVIDENCE" in globals():
+        with open(EVIDENCE, "a") as evidence:
+            evidence.write(what + "\\n")
 '''
+
+
+def _with_evidence(tmp_path, payload):
+    """`payload` with EVIDENCE naming the file its writes to the grader's files are recorded in, and that file."""
+    evidence = tmp_path / "attack-evidence"
+    return f"EVIDENCE = {str(evidence)!r}\n" + payload, evidence
+
+
+def _attack_happened(evidence) -> None:
+    assert evidence.exists() and evidence.read_text().strip(), "the attack wrote nothing: this test proves nothing"
 
 # ================================================================================================================
 # the submission is data
@@ -513,6 +528,7 @@ for path in glob.glob(ROOT + "/source/tests/*.py"):  # every hidden and public t
     open(path, "w").write(
         "from otter.test_files import test_case\\nOK_FORMAT = False\\nname = %r\\npoints = 99\\n"
         "@test_case(points=99, hidden=False)\\ndef test_ok():\\n    pass\\n" % name)
+    _did(path)
 '''
 
 
@@ -520,7 +536,9 @@ for path in glob.glob(ROOT + "/source/tests/*.py"):  # every hidden and public t
 def test_tampering_with_tests_libraries_and_grader_gains_nothing(reference_zip, tmp_path):
     """A wrong tfidf_l2 (forgets the idf) plus monkeypatched torch/numpy and rewritten test files (as root): the
     question still scores zero and no other score is inflated."""
-    results = _grade_appended(reference_zip, tmp_path, WRONG_TFIDF + TAMPERING)
+    payload, evidence = _with_evidence(tmp_path, WRONG_TFIDF + TAMPERING)
+    results = _grade_appended(reference_zip, tmp_path, payload)
+    _attack_happened(evidence)
     scores = _scores(results)
     assert scores["q4_tfidf_l2"] == 0, scores
     assert sum(scores.values()) <= FULL - 2 and max(t["max_score"] for t in results["tests"] if "score" in t) <= 4
@@ -574,6 +592,7 @@ def patch_torch_and_rewrite_the_tests():
                 name = path.split("/")[-1][:-3]
                 open(path, "w").write("from otter.test_files import test_case\\nname = %r\\npoints = 9\\n"
                                       "@test_case(points=9)\\ndef test_ok():\\n    pass\\n" % name)
+                _did(path)
         except Exception:  # refused, or a file another write holds: keep trying
             pass
         time.sleep(0.001)
@@ -600,7 +619,9 @@ threading.Thread(target=stubborn, daemon=True).start()
 def test_a_background_thread_that_patches_and_rewrites_gains_nothing(reference_zip, tmp_path):
     """The thread runs in the notebook's process: it patches that process's torch and, as root here, rewrites the
     test files, but the tests were read before any student cell ran and run in another process."""
-    results = _grade_appended(reference_zip, tmp_path, THREAD_PATCHING_AND_REWRITING)
+    payload, evidence = _with_evidence(tmp_path, THREAD_PATCHING_AND_REWRITING)
+    results = _grade_appended(reference_zip, tmp_path, payload)
+    _attack_happened(evidence)
     scores = _scores(results)
     assert scores["q4_tfidf_l2"] == 0, scores
     assert sum(scores.values()) <= FULL - 2 and max(t["max_score"] for t in results["tests"] if "score" in t) <= 4
@@ -625,6 +646,7 @@ def tfidf_l2(multi_hot_rows, idf):  # wrong: forgets the idf, and makes every co
         with open(ROOT + "/source/tests/q4_tfidf_l2.py", "w") as test_file:  # and rewrites its own test
             test_file.write("from otter.test_files import test_case\\nname = 'q4_tfidf_l2'\\npoints = 2\\n"
                             "@test_case(points=2)\\ndef test_ok():\\n    pass\\n")
+        _did("q4_tfidf_l2.py")
     except OSError:
         pass
     return multi_hot_rows / multi_hot_rows.norm(dim=1, keepdim=True).clamp(min=1e-12)
@@ -634,7 +656,9 @@ def tfidf_l2(multi_hot_rows, idf):  # wrong: forgets the idf, and makes every co
 @pytest.mark.usefixtures("kernel_as_root")
 def test_patches_made_while_the_tests_call_student_code_change_nothing(reference_zip, tmp_path):
     """What student code patches, when a test calls it, is the notebook's own process: the tests run elsewhere."""
-    scores = _scores(_grade_appended(reference_zip, tmp_path, PATCHING_WHEN_CALLED))
+    payload, evidence = _with_evidence(tmp_path, PATCHING_WHEN_CALLED)
+    scores = _scores(_grade_appended(reference_zip, tmp_path, payload))
+    _attack_happened(evidence)
     assert scores["q4_tfidf_l2"] == 0, scores
     assert sum(scores.values()) <= FULL - 2, scores
 
@@ -653,11 +677,13 @@ while True:
             with open(path, "w") as test_file:
                 test_file.write("from otter.test_files import test_case\\\\nname = %r\\\\npoints = 9\\\\n"
                                 "@test_case(points=9)\\\\ndef test_ok():\\\\n    pass\\\\n" % name)
+            with open(sys.argv[2], "a") as evidence:
+                evidence.write(path + "\\\\n")
         except OSError:
             pass
     time.sleep(0.001)
 """
-subprocess.Popen([sys.executable, "-c", REWRITE_TESTS, ROOT]).wait()
+subprocess.Popen([sys.executable, "-c", REWRITE_TESTS, ROOT, EVIDENCE]).wait()
 ''' + WRONG_TFIDF
 
 
@@ -666,7 +692,9 @@ def test_a_detached_process_is_stopped_before_the_tests_and_gone_after_grading(r
     """A double-forked process that rewrites the test files in a loop (as root here): killed before the tests run
     (the supervisor is a child subreaper, so it stays below it), and nothing is left running once grading ends; the
     tests were read before the notebook's first cell anyway."""
-    results = _grade_appended(reference_zip, tmp_path, DETACHED_PROCESS)
+    payload, evidence = _with_evidence(tmp_path, DETACHED_PROCESS)
+    results = _grade_appended(reference_zip, tmp_path, payload)
+    _attack_happened(evidence)
     scores = _scores(results)
     assert scores["q4_tfidf_l2"] == 0, scores
     assert max(t["max_score"] for t in results["tests"] if "score" in t) <= 4
@@ -942,6 +970,7 @@ for path in glob.glob(ROOT + "/source/tests/*.py"):
             test_file.write("\\nfor _case in list(globals().values()):\\n"
                             "    if hasattr(_case, 'test_func'):\\n        _case.test_func = lambda: None\\n"
                             "del _case\\n")
+        _did(path)
     except OSError:  # refused when the notebook runs unprivileged
         pass
 '''
@@ -955,11 +984,14 @@ def test_rewriting_the_tests_in_the_first_cell_as_the_same_user_gains_nothing(re
     _with_zip(monkeypatch, tmp_path, lambda name, content: b"import time\ntime.sleep(4)\n" + content
               if name == "tests/q1_vocabulary.py" else content)
 
+    payload, evidence = _with_evidence(tmp_path, TESTS_TURNED_INTO_PASSES)
+
     def edit(notebook):
-        _insert_after_imports(TESTS_TURNED_INTO_PASSES)(notebook)
+        _insert_after_imports(payload)(notebook)
         notebook.cells.append(nbformat.v4.new_code_cell(WRONG_TFIDF))
 
     scores = _scores(_grade_edited(reference_zip, tmp_path, edit))
+    _attack_happened(evidence)
     assert scores["q4_tfidf_l2"] == 0, scores
     assert sum(scores.values()) <= FULL - 2, scores
 
