@@ -403,6 +403,13 @@ def test_a_fork_bomb_is_contained(reference_zip, tmp_path):
     assert sum(_scores(results).values()) == FULL, results["output"]
 
 
+def test_what_a_cell_prints_is_not_kept_in_the_notebooks_memory(reference_zip, tmp_path):
+    """400 MB printed, twice the notebook's memory: none of it stays in the notebook's process (IPython 9 kept a copy
+    of every write, which ended in a MemoryError in this cell and in the tests' calls after it)."""
+    results = _grade_with(reference_zip, tmp_path, "for _ in range(400):\n    print('x' * 1_000_000)")
+    assert sum(_scores(results).values()) == FULL, results["output"]
+
+
 def test_a_flood_of_output_costs_nothing(reference_zip, tmp_path):
     """A cell that prints without end: what it prints is read and dropped beyond a few hundred KB, the cell is
     stopped by its limit (or fails alone), and the grading log stays small."""

@@ -8,6 +8,7 @@ watched from outside (the supervisor), its answers checked elsewhere (the test p
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import resource
@@ -95,6 +96,11 @@ def _shell():
     class GradingShell(InteractiveShell):
         def enable_gui(self, gui=None):  # %matplotlib inline and the like: no display here
             pass
+
+        def _tee(self, channel):
+            # IPython 9 keeps a copy of everything a cell prints (history_manager.outputs, for %notebook): a notebook
+            # that prints a lot filled its 192 MB with it (a MemoryError in the cell, and in every later call)
+            return contextlib.nullcontext()
 
     config = Config()
     config.HistoryManager.enabled = False  # no history database, no thread that saves it
