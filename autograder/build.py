@@ -182,19 +182,23 @@ def grading_manifest(assignment: Assignment, otter_config: dict, tests: dict[str
 
 
 def _source_key(assignment: Assignment) -> str:
-    """What the reference run depends on: the master's code and text, not its tests (editing a test does not
-    retrain), and the course library (what notebooks import; grading's own code is autograder/sandbox)."""
+    """What the reference weights depend on: the master's code cells (not its markdown, not its tests: editing the
+    text or a test does not retrain) and the course library (what notebooks import; grading's code is
+    autograder/sandbox)."""
     from autograder.masters import load
 
     master = load(assignment.name)
-    digest = hashlib.sha256("\0".join(master.solution_cells + master.other_cells).encode())
+    digest = hashlib.sha256("\0".join(master.code_cells).encode())
     for path in sorted(COURSE_LIBRARY.glob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
 def run_reference(assignment: Assignment, dist: Path) -> Path:
-    """Execute the reference solution notebook end to end; returns a submission zip of it."""
+    """The reference submission: the solution notebook otter assign just made (its current text) with the weights
+    the reference solution trains. Training runs the notebook end to end, cached in build/NAME/reference/ until a
+    code cell of the master or the course library changes (grading runs the notebook's cells itself, so the
+    submitted notebook needs no outputs)."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -202,30 +206,32 @@ def run_reference(assignment: Assignment, dist: Path) -> Path:
     submission = workdir / f"{assignment.name}-reference.zip"
     key_file = workdir / "source-key.txt"
     key = _source_key(assignment)
-    if submission.exists() and key_file.exists() and key_file.read_text() == key:
-        log(f"  reference: up to date ({workdir.relative_to(ROOT)})")
-        return submission
-    from course import quick
+    notebook = dist / "autograder" / f"{assignment.name}.ipynb"
+    if key_file.exists() and key_file.read_text() == key and all((workdir / n).exists() for n in assignment.student_files):
+        log(f"  reference: weights up to date ({workdir.relative_to(ROOT)})")
+    else:
+        from course import quick
 
-    if quick.enabled():  # the kernel would inherit it, and the cache would keep a quick run's weights as the reference
-        raise RuntimeError(f"{quick.ENV} is set: the reference trains at full length; unset it (`unset {quick.ENV}`)")
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    executed = workdir / f"{assignment.name}.ipynb"
-    shutil.copy(dist / "autograder" / executed.name, executed)  # otter.Notebook reads its tests from the file
-    nb = nbformat.read(executed, as_version=4)
-    start = time.time()
-    log(f"  reference: executing the solution notebook (trains the reference model on {_device_name()}) ...")
-    NotebookClient(nb, timeout=None, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
-    nbformat.write(nb, executed)
-    log(f"  reference: executed in {time.time() - start:.0f} s -> {executed.relative_to(ROOT)}")
-    with zipfile.ZipFile(submission, "w") as zf:
-        zf.write(executed, executed.name)
+        if quick.enabled():  # the kernel would inherit it, and the cache would keep a quick run's weights
+            raise RuntimeError(f"{quick.ENV} is set: the reference trains at full length; unset it (`unset {quick.ENV}`)")
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        executed = workdir / f"{assignment.name}-executed.ipynb"
+        shutil.copy(notebook, workdir / notebook.name)  # otter.Notebook reads its tests from the file
+        nb = nbformat.read(notebook, as_version=4)
+        start = time.time()
+        log(f"  reference: executing the solution notebook (trains the reference model on {_device_name()}) ...")
+        NotebookClient(nb, timeout=None, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
+        nbformat.write(nb, executed)
+        log(f"  reference: executed in {time.time() - start:.0f} s -> {executed.relative_to(ROOT)}")
         for name in assignment.student_files:
             if not (workdir / name).exists():
                 raise RuntimeError(f"the reference solution did not write {name}")
+        key_file.write_text(key)
+    with zipfile.ZipFile(submission, "w") as zf:
+        zf.write(notebook, notebook.name)
+        for name in assignment.student_files:
             zf.write(workdir / name, name)
-    key_file.write_text(key)
     return submission
 
 

@@ -34,6 +34,7 @@ class Master:
     solution_cells: list[str] = field(default_factory=list)  # graded code, in order (not otter_ignore)
     solution_questions: list[str | None] = field(default_factory=list)  # the question of each solution cell, or None
     other_cells: list[str] = field(default_factory=list)  # markdown and not-graded code (data, training, plots)
+    code_cells: list[str] = field(default_factory=list)  # every code cell but the tests': what training depends on
     tests: dict[str, list[TestSource]] = field(default_factory=dict)  # question -> tests
     points: dict[str, float] = field(default_factory=dict)
 
@@ -65,6 +66,8 @@ def load(name: str) -> Master:
         if cell.cell_type != "code":
             master.other_cells.append(cell.source)
             continue
+        if not in_tests:
+            master.code_cells.append(cell.source)
         if in_tests:
             source, hidden, points = cell.source, False, None
             match = _TEST_CONFIG.match(source)
