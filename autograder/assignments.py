@@ -16,6 +16,8 @@ class Assignment:
     title: str
     grading_data: tuple[str, ...]  # files course.grading reads inside the zip (see autograder/build.py)
     student_files: tuple[str, ...] = field(default=())  # files students export next to the notebook
+    # Gradescope leaderboard entries its weights tests post (course.grading.post_to_leaderboard): (name, order)
+    leaderboard: tuple[tuple[str, str], ...] = field(default=())
 
     @property
     def master(self) -> Path:
@@ -31,14 +33,16 @@ class Assignment:
 
 
 IMDB_GRADING_DATA = ("imdb_test_ids_10000.npz",)  # test split encoded with the course vocabulary
+ACCURACY = (("Test accuracy", "desc"),)
 
 _ALL = [
-    Assignment("a1_tfidf", "TF-IDF bag-of-words classifier", IMDB_GRADING_DATA, ("a1_weights.safetensors",)),
-    Assignment("a2_embeddings", "Word-embedding classifier", IMDB_GRADING_DATA, ("a2_weights.safetensors",)),
+    Assignment("a1_tfidf", "TF-IDF bag-of-words classifier", IMDB_GRADING_DATA, ("a1_weights.safetensors",), ACCURACY),
+    Assignment("a2_embeddings", "Word-embedding classifier", IMDB_GRADING_DATA, ("a2_weights.safetensors",), ACCURACY),
     Assignment("a3_self_attention", "Self-attention", ()),
     Assignment("a4_multihead", "Multi-head self-attention", ()),
-    Assignment("a5_transformer", "Positional encoding and a Transformer classifier", IMDB_GRADING_DATA, ("a5_weights.safetensors",)),
-    Assignment("a6_gpt", "Masked self-attention and a GPT sampler", ("shakespeare_val.txt",), ("a6_weights.safetensors",)),
+    Assignment("a5_transformer", "Positional encoding and a Transformer classifier", IMDB_GRADING_DATA, ("a5_weights.safetensors",), ACCURACY),
+    Assignment("a6_gpt", "Masked self-attention and a GPT sampler", ("shakespeare_val.txt",), ("a6_weights.safetensors",),
+               (("Validation loss", "asc"),)),
 ]
 # an assignment takes part once its master exists
 ASSIGNMENTS = {a.name: a for a in _ALL if a.master.exists()}

@@ -34,6 +34,9 @@ COURSE_LIBRARY = ROOT / "shared" / "course"
 SANDBOX = ROOT / "autograder" / "sandbox"  # the grading runtime, shipped in every zip
 ZIP_ENTRY_POINT = ("run_autograder", "supervise.py")  # of SANDBOX's files, those at the zip's root
 GRADING_DATA_CACHE = BUILD / "grading_data"
+# modules of the course library that cannot change trained weights (Colab plumbing, the tests' helpers, figures,
+# written answers): editing them does not retrain the references
+NOT_TRAINING = {"colab.py", "grading.py", "plotting.py", "written.py"}
 
 
 def log(message: str) -> None:
@@ -84,6 +87,7 @@ def master_notebook(assignment: Assignment, config: course_config.CourseConfig |
                          f"{course_config.SETUP_MARKER!r}), found {len(setup)}")
     setup[0].source = course_config.write_setup(setup[0].source, assignment.name, config or course_config.load(),
                                                 str(assignment.master))
+    nb.cells = [cell for cell in nb.cells if "rubric" not in cell.metadata.get("tags", [])]  # for graders only
     return nb
 
 
@@ -130,7 +134,7 @@ def release_student_notebook(assignment: Assignment, dist: Path) -> None:
     assignment.release.write_text(student_notebook_json(dist, assignment))
 
 
-def copy_autograder_zip(assignment: Assignment, dist: Path) -> None:
+def copy_autograder_zip(assignment: Assignment, dist: Path, config: course_config.CourseConfig | None = None) -> None:
     """The Gradescope zip: otter's tests, setup.sh and environment.yml; the course library and the grading data at
     its root; the course's grading runtime (sandbox/, and its entry point run_autograder -> supervise.py) in place of
     otter's run_otter.py; grading.json (the questions, test cases, points and limits the supervisor goes by)."""
@@ -138,8 +142,8 @@ def copy_autograder_zip(assignment: Assignment, dist: Path) -> None:
     if len(zips) != 1:
         raise RuntimeError(f"expected one autograder zip in {dist / 'autograder'}, found {zips}")
     assignment.zip_path.parent.mkdir(parents=True, exist_ok=True)
+    course = config or course_config.load()
     with zipfile.ZipFile(zips[0]) as source, zipfile.ZipFile(assignment.zip_path, "w", zipfile.ZIP_DEFLATED) as target:
-        config = json.loads(source.read("otter_config.json"))
         tests = {}
         for item in source.infolist():
             name = item.filename
@@ -156,18 +160,21 @@ def copy_autograder_zip(assignment: Assignment, dist: Path) -> None:
                 entry.external_attr = (0o755 if path.name == "run_autograder" else 0o644) << 16
                 entry.compress_type = zipfile.ZIP_DEFLATED
                 target.writestr(entry, path.read_bytes())
-        target.writestr("grading.json", json.dumps(grading_manifest(assignment, config, tests), indent=2))
+        target.writestr("grading.json", json.dumps(grading_manifest(assignment, tests, course), indent=2))
+    write_written_questions(assignment)
 
 
-def grading_manifest(assignment: Assignment, otter_config: dict, tests: dict[str, str]) -> dict:
+def grading_manifest(assignment: Assignment, tests: dict[str, str], course: course_config.CourseConfig) -> dict:
     """What the supervisor grades by: the assignment, the files a submission is made of, every question's test cases
-    with their points and visibility (resolved as otter resolves them), and the limits."""
+    with their points and visibility, what students see when (course.toml's [gradescope]), the leaderboard entries,
+    the written questions (graded by people, listed for the tools that gather answers), and the limits."""
     from otter.test_files import ExceptionTestFile
 
     from autograder.masters import load
     from autograder.sandbox.limits import Limits
 
-    order = list(load(assignment.name).tests)
+    master = load(assignment.name)
+    order = list(master.tests)
     questions = []
     for path, text in tests.items():
         test_file = ExceptionTestFile.from_string(text, path)
@@ -177,8 +184,31 @@ def grading_manifest(assignment: Assignment, otter_config: dict, tests: dict[str
     questions.sort(key=lambda q: order.index(q["name"]) if q["name"] in order else len(order))
     return {"assignment": assignment.name, "title": assignment.title, "notebook": f"{assignment.name}.ipynb",
             "student_files": list(assignment.student_files),
-            "visibility": "after_published" if otter_config.get("show_hidden") else "hidden",
+            "hidden_visibility": course.hidden_tests_visibility,
+            "leaderboard": course.leaderboard and bool(assignment.leaderboard),
+            "leaderboard_entries": [{"name": name, "order": order} for name, order in assignment.leaderboard],
+            "written_questions": [{"name": w["name"], "points": w["points"]} for w in master.written],
             "questions": questions, "limits": Limits().as_config()}
+
+
+def write_written_questions(assignment: Assignment) -> Path | None:
+    """build/zips/NAME-written-questions.md: for the course staff, the written questions to add to Gradescope's
+    outline as manually graded questions (name, points, prompt) with each one's rubric hint from the master."""
+    from autograder.masters import load
+
+    written = load(assignment.name).written
+    path = assignment.zip_path.with_name(f"{assignment.name}-written-questions.md")
+    if not written:
+        path.unlink(missing_ok=True)
+        return None
+    lines = [f"# {assignment.title}: written questions (graded by people)", "",
+             "On Gradescope, add one manually graded question per entry to the assignment's outline, with these "
+             f"points; students' answers are in `{assignment.name}_written_answers.md` inside each submission.", ""]
+    for w in written:
+        lines += [f"## {w['name']} ({w['points']:g} points)", "", *("> " + l for l in w["prompt"].splitlines()), "",
+                  "**Rubric hint:** " + (w["rubric"] or "(none in the master)"), ""]
+    path.write_text("\n".join(lines))
+    return path
 
 
 def _source_key(assignment: Assignment) -> str:
@@ -190,7 +220,8 @@ def _source_key(assignment: Assignment) -> str:
     master = load(assignment.name)
     digest = hashlib.sha256("\0".join(master.code_cells).encode())
     for path in sorted(COURSE_LIBRARY.glob("*.py")):
-        digest.update(path.read_bytes())
+        if path.name not in NOT_TRAINING:
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -248,7 +279,7 @@ def build(assignment: Assignment, self_grade: bool = True, config: course_config
     log(f"== {assignment.name}: {assignment.title}")
     dist = otter_assign(assignment, config)
     release_student_notebook(assignment, dist)
-    copy_autograder_zip(assignment, dist)
+    copy_autograder_zip(assignment, dist, config)
     log(f"  student notebook -> {assignment.release.relative_to(ROOT)}; autograder -> {assignment.zip_path.relative_to(ROOT)}")
     points = question_points(assignment)
     row = {"assignment": assignment.name, "questions": len(points), "points": sum(points.values())}

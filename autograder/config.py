@@ -47,6 +47,8 @@ missing = [name for name in ("course", "otter") if name not in sys.modules and i
 if missing:
     raise ModuleNotFoundError(f"{' and '.join(missing)} not installed: in the course repository run  make env  (README), "
                               f'or  pip install otter-grader==7.0.0 "git+{COURSE_REPO}@{COURSE_BRANCH}#subdirectory=shared"')
+from course import written  # the export cell adds your written answers to the zip
+written.enable_export("$assignment")
 """)
 
 
@@ -55,6 +57,8 @@ class CourseConfig:
     repository: str
     branch: str
     colab: str | None = None  # the Colab base of the repository's files (…/blob/BRANCH), None when Colab cannot open it
+    hidden_tests_visibility: str = "after_published"  # Gradescope: when students see hidden tests' results
+    leaderboard: bool = True  # Gradescope: post the trained models' metric to the leaderboard
 
     @property
     def pip_url(self) -> str:
@@ -73,7 +77,8 @@ def colab_base(repository: str, branch: str) -> str | None:
 def load(repository: str | None = None, branch: str | None = None, path: Path = CONFIG_FILE) -> CourseConfig:
     """course.toml, with `repository` and `branch` (make release COURSE_REPO=..., COURSE_BRANCH=...) taking precedence."""
     with open(path, "rb") as f:
-        section = tomllib.load(f)["repository"]
+        settings = tomllib.load(f)
+    section = settings["repository"]
     repository = repository or section["url"]
     branch = branch or section["branch"]
     for value, what in ((repository, "repository url"), (branch, "branch")):
@@ -81,7 +86,15 @@ def load(repository: str | None = None, branch: str | None = None, path: Path = 
             raise ValueError(f"{path.name}: the {what} {value!r} is empty or has a quote, space, newline or <>")
     overridden = repository != section["url"] or branch != section["branch"]
     colab = colab_base(repository, branch) if overridden or not section.get("colab") else section["colab"].rstrip("/")
-    return CourseConfig(repository, branch, colab)
+    gradescope = settings.get("gradescope", {})
+    visibility = gradescope.get("hidden_tests_visibility", "after_published")
+    if visibility not in ("after_published", "after_due_date", "hidden", "visible"):
+        raise ValueError(f"{path.name}: [gradescope] hidden_tests_visibility = {visibility!r}; expected "
+                         "\"after_published\" or \"after_due_date\" (or \"hidden\", \"visible\")")
+    leaderboard = gradescope.get("leaderboard", True)
+    if not isinstance(leaderboard, bool):
+        raise ValueError(f"{path.name}: [gradescope] leaderboard = {leaderboard!r}; expected true or false")
+    return CourseConfig(repository, branch, colab, visibility, leaderboard)
 
 
 def apply(source: str, config: CourseConfig, where: str = "setup cell") -> str:

@@ -37,6 +37,8 @@ class Master:
     code_cells: list[str] = field(default_factory=list)  # every code cell but the tests': what training depends on
     tests: dict[str, list[TestSource]] = field(default_factory=dict)  # question -> tests
     points: dict[str, float] = field(default_factory=dict)
+    # written answers graded by people: [{name, points, prompt, rubric}] (course.written; rubric cells never ship)
+    written: list[dict] = field(default_factory=list)
 
 
 def _raw_marker(source: str) -> str:
@@ -64,6 +66,15 @@ def load(name: str) -> Master:
                 in_tests = False
             continue
         if cell.cell_type != "code":
+            tags = cell.metadata.get("tags", [])
+            if "written_answer" in tags:
+                info = cell.metadata.get("written_answer", {})
+                prompt = next((c for c in reversed(master.other_cells) if c.strip()), "")
+                master.written.append({"name": info["name"], "points": info["points"], "prompt": prompt.strip(),
+                                       "rubric": ""})
+            elif "rubric" in tags and master.written:
+                master.written[-1]["rubric"] = cell.source.strip()
+                continue
             master.other_cells.append(cell.source)
             continue
         if not in_tests:

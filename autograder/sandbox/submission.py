@@ -41,13 +41,16 @@ class Submission:
     files: list[str]  # declared student files present (copied beside the notebook)
     notes: list[str]  # what the student should know about what was and was not graded
     unreadable: str | None = None  # why the notebook itself cannot be graded (its files still are)
+    for_people: list[str] = dataclasses.field(default_factory=list)  # files the course staff read (written answers)
 
 
-def collect(folder: Path, target: Path, notebook_name: str, student_files: list[str], limits: Limits) -> Submission:
-    """Copy the graded files of the submission in `folder` into `target` (which exists)."""
+def collect(folder: Path, target: Path, notebook_name: str, student_files: list[str], limits: Limits,
+            written_file: str | None = None) -> Submission:
+    """Copy the graded files of the submission in `folder` into `target` (which exists). `written_file`, the
+    written answers the export cell adds, is for people: acknowledged, never read."""
     entries, skipped = _entries(folder)
     chosen = _notebook_in(entries, notebook_name)
-    notes, left_out, nested = [], [], None
+    notes, left_out, nested, for_people = [], [], None, []
     if chosen is None:
         folders = [entry for entry in entries if _kind(entry) == "folder"]
         if len(folders) == 1 and not any(_kind(entry) == "file" and entry.name.endswith(".ipynb") for entry in entries):
@@ -77,6 +80,9 @@ def collect(folder: Path, target: Path, notebook_name: str, student_files: list[
     for entry in entries:
         if entry.path == chosen.path:
             continue
+        if written_file and entry.name == written_file and _kind(entry) == "file":
+            for_people.append(entry.name)
+            continue
         if entry.name in student_files and _kind(entry) == "file":
             size = entry.stat(follow_symlinks=False).st_size
             if size > limits.student_file_mb * 2**20:
@@ -92,7 +98,7 @@ def collect(folder: Path, target: Path, notebook_name: str, student_files: list[
         more = len(left_out) - LISTED + skipped
         graded = " and ".join([notebook_name, *student_files])
         notes.append(f"Not graded (only {graded} are): {names}{f' and {more} more' if more > 0 else ''}.")
-    return Submission(target / notebook_name, present, notes, unreadable)
+    return Submission(target / notebook_name, present, notes, unreadable, for_people)
 
 
 def _entries(folder: Path) -> tuple[list[os.DirEntry], int]:

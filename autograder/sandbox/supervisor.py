@@ -130,12 +130,22 @@ class Supervisor:
         for folder in folders.values():
             folder.mkdir()
         try:
+            written = f"{config['assignment']}_written_answers.md" if config.get("written_questions") else None
             submission = collect(self.root / "submission", folders["submitted"], config["notebook"],
-                                 config["student_files"], limits)
+                                 config["student_files"], limits, written)
         except Rejected as rejected:
             self.results.note(str(rejected))
             self.results.fail_missing(f"❌ Not graded: {rejected}")
             return
+        self.results.graded_files = [submission.notebook.name, *submission.files]
+        self.results.for_people = list(submission.for_people)
+        if written and not submission.for_people:
+            self.results.note(f"`{written}` is not in your submission: your written answers reach the course staff "
+                              "only through it (the export cell writes it; save the notebook before exporting).")
+        for name in config["student_files"]:
+            if name not in submission.files:
+                self.results.note(f"`{name}` is missing from your submission: run the export cell and submit the zip "
+                                  "it makes (it holds your notebook and this file).")
         for note in submission.notes:
             self.results.note(note)
         self.user = users.choose()
@@ -414,6 +424,8 @@ class Supervisor:
             if op == "verdict":
                 self.results.verdict(str(message.get("question")), str(message.get("case")),
                                      message.get("passed") is True, str(message.get("message", ""))[:4000])
+            elif op == "leaderboard":
+                self.results.post(str(message.get("name")), message.get("value"))
             elif op == "log":
                 log(str(message.get("text"))[:2000])
             elif op == "done":

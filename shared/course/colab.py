@@ -8,8 +8,8 @@ calls `setup` in Colab only, right after installing the course library and otter
   - the public checks go to ./tests, one file per question, from the notebook itself (as Colab's front end has it)
     or, when its metadata did not survive, from the release notebook in the course repository; and a copy of the
     notebook goes to ./NAME.ipynb, which otter's init cell, `otter.Notebook("NAME.ipynb")`, reads;
-  - `grader.export(...)` first saves the notebook as the browser has it (NAME.ipynb beside the weights), then makes
-    otter's zip from it, and downloads the zip.
+  - `grader.export(...)` first saves the notebook as the browser has it (NAME.ipynb beside the weights) and the
+    written answers from it (NAME_written_answers.md, course.written), then makes otter's zip, and downloads it.
 
 Grading never runs any of this: the setup cell is not graded. `make student-path` runs it against a stand-in for
 `google.colab` (autograder/colab_stub).
@@ -87,6 +87,9 @@ def enable_export(assignment: str) -> None:
             raise RuntimeError(f"Colab did not hand over the notebook ({error}). Submit by hand instead: File → Download "
                                "→ Download .ipynb, and download the weights file from the Files pane (left); submit "
                                "both files.") from None
+        from .written import add_to_export
+
+        options["files"] = add_to_export(path, assignment, options.get("files"))
         zip_path = export_path or f"{assignment}_{datetime.datetime.now():%Y_%m_%dT%H_%M_%S_%f}.zip"
         interpreter, self.interpreter = self.interpreter, None  # otter refuses Colab; it now has a notebook file
         try:

@@ -587,6 +587,8 @@ def test_test_accuracy_of_exported_weights():
             correct += ((logits > 0).long() == torch.as_tensor(labels[start:start + 250])).sum().item()
     accuracy = correct / len(ids)
     print(f"test accuracy of the exported weights: {accuracy:.4f}")
+    from course.grading import post_to_leaderboard
+    post_to_leaderboard("Test accuracy", accuracy)
     assert accuracy >= 0.86, f"test accuracy {accuracy:.4f} is below the 0.86 threshold"
 
 # %% [raw]
@@ -614,8 +616,7 @@ for sentence in ["the restaurant is not too terrible", "terrible too not is rest
 
 # %% [markdown]
 # Does the order of the words change this model's prediction? Set `order_matters` to `True` or `False`.
-# Then, in the markdown cell below it, explain in two or three sentences why the model calls the sentence negative,
-# and what kind of model could learn that "not" flips "terrible" (your teaching staff reads this answer).
+# Then answer the written question below it.
 
 # %%
 order_matters = False  # SOLUTION
@@ -640,6 +641,13 @@ def test_order_matters(order_matters):
 # # END QUESTION
 
 # %% [markdown]
-# _Your explanation (read by the teaching staff):_
+# **Written answer `w1_why_negative` (2 points, graded by the course staff).** In two or three sentences: why does the model call the lecture's sentence negative, and what kind of model could learn that "not" flips "terrible"?
 #
+# Write your answer in the cell below. The export cell puts it into `a1_tfidf_written_answers.md` inside your
+# submission zip; save the notebook before exporting.
+
+# %% [markdown] tags=["written_answer"] written_answer={"name": "w1_why_negative", "points": 2}
 # _Type your answer here, replacing this text._
+
+# %% [markdown] tags=["rubric"]
+# 1 point: the features record which words occur, not their order or neighbours; "terrible" carries a strong negative weight that "not" (common in both classes) does not cancel, so the sum is negative, and the reordered sentence gets the same score. 1 point: a model that sees order or word interactions can learn the flip: bigram/n-gram features, an RNN, or attention with positions (assignment 5). 0 for "the model is not trained enough" alone.

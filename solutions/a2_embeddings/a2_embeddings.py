@@ -572,6 +572,8 @@ def test_test_accuracy_of_exported_weights():
             correct += ((logits > 0).long() == torch.as_tensor(labels[start:start + 500])).sum().item()
     accuracy = correct / len(ids)
     print(f"test accuracy of the exported weights: {accuracy:.4f}")
+    from course.grading import post_to_leaderboard
+    post_to_leaderboard("Test accuracy", accuracy)
     assert accuracy >= 0.85, f"test accuracy {accuracy:.4f} is below the 0.85 threshold"
 
 # %% [raw]
@@ -802,11 +804,18 @@ for name, acc in results.items():
 # words that matter for *this* task ("waste", "awful", "7/10", "superb") along a sentiment direction, which is exactly
 # what the linear head needs. A frozen pre-trained embedding needs a more powerful model on top — for example the
 # Transformer of the next assignments.
+
+# %% [markdown]
+# **Written answer `w1_best_model` (2 points, graded by the course staff).** In two or three sentences: which of your four models did best, by how much, and does it agree with the explanation above?
 #
-# _In two or three sentences: which of your four models did best, by how much, and does it agree with the explanation
-# above? (read by the teaching staff)_
-#
+# Write your answer in the cell below. The export cell puts it into `a2_embeddings_written_answers.md` inside your
+# submission zip; save the notebook before exporting.
+
+# %% [markdown] tags=["written_answer"] written_answer={"name": "w1_best_model", "points": 2}
 # _Type your answer here, replacing this text._
+
+# %% [markdown] tags=["rubric"]
+# 1 point: names the best of their four models and the gap to frozen GloVe with their own numbers (typically masked mean or fine-tuned GloVe near 87%, frozen GloVe near 74%: about 13 points). 1 point: relates it to the explanation (frozen GloVe makes the model linear in the average vector, sentiment is a small part of co-occurrence vectors; fine-tuning moves sentiment words). Accept another ranking if their numbers show it and they explain it.
 
 # %% [markdown]
 # ## 7. What did the embeddings learn?

@@ -411,9 +411,16 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# _In two or three sentences: what does the plot show, and why does it matter for training? (read by the teaching staff)_
+# **Written answer `w1_softmax_saturation` (2 points, graded by the course staff).** In two or three sentences: what does the plot show, and why does it matter for training?
 #
+# Write your answer in the cell below. The export cell puts it into `a3_self_attention_written_answers.md` inside your
+# submission zip; save the notebook before exporting.
+
+# %% [markdown] tags=["written_answer"] written_answer={"name": "w1_softmax_saturation", "points": 2}
 # _Type your answer here, replacing this text._
+
+# %% [markdown] tags=["rubric"]
+# 1 point: without scaling the dot products grow with k (their variance is proportional to k), so the softmax saturates: the largest weight tends to 1 and the gradient through the softmax shrinks as k grows. 1 point: dividing by sqrt(k) keeps the scores' variance near 1, so the weights stay spread and gradients usable at any k: that is why the scaled version trains.
 
 # %% [markdown]
 # ## 3. Standard self-attention with learned queries, keys and values
@@ -700,7 +707,15 @@ for s in [sentence, "terrible too not is restaurant the", "the restaurant is ter
 # Self-attention followed by a mean is **permutation invariant**: the shuffled sentence gets exactly the same
 # prediction. Attention lets "not" and "terrible" influence each other, but nothing tells the model that "not" comes
 # *right before* "terrible". Assignment 5 adds positions.
+
+# %% [markdown]
+# **Written answer `w2_not_terrible` (2 points, graded by the course staff).** In two or three sentences: what do the rows of "not" and "terrible" show in your heatmap?
 #
-# _In two or three sentences: what do the rows of "not" and "terrible" show in your heatmap? (read by the teaching staff)_
-#
+# Write your answer in the cell below. The export cell puts it into `a3_self_attention_written_answers.md` inside your
+# submission zip; save the notebook before exporting.
+
+# %% [markdown] tags=["written_answer"] written_answer={"name": "w2_not_terrible", "points": 2}
 # _Type your answer here, replacing this text._
+
+# %% [markdown] tags=["rubric"]
+# 1 point: reads rows as queries and describes their own heatmap: where "not" and "terrible" put their weight (each other, themselves, "restaurant"...). 1 point: notes that these weights carry no order: the shuffled sentence gets the same prediction because attention followed by a mean is permutation invariant (positions come in assignment 5). Any heatmap is acceptable if described correctly.

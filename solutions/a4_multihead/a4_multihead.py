@@ -489,7 +489,13 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# _In two or three sentences: do the heads attend differently? Which head, if any, links "not" and "terrible"?
-# (read by the teaching staff)_
+# **Written answer `w1_heads` (2 points, graded by the course staff).** In two or three sentences: do the heads attend differently? Which head, if any, links "not" and "terrible"?
 #
+# Write your answer in the cell below. The export cell puts it into `a4_multihead_written_answers.md` inside your
+# submission zip; save the notebook before exporting.
+
+# %% [markdown] tags=["written_answer"] written_answer={"name": "w1_heads", "points": 2}
 # _Type your answer here, replacing this text._
+
+# %% [markdown] tags=["rubric"]
+# 1 point: compares the heads from their own heatmaps (different heads weight different words, or they look alike, with a plausible reason such as few training steps or the small width per head). 1 point: says which head, if any, puts weight between "not" and "terrible", supported by what the heatmap shows. Any outcome is acceptable if read correctly from the figure.
