@@ -263,7 +263,23 @@ def run_reference(assignment: Assignment, dist: Path) -> Path:
         zf.write(notebook, notebook.name)
         for name in assignment.student_files:
             zf.write(workdir / name, name)
+        written = reference_written_answers(assignment)
+        if written is not None:
+            zf.writestr(*written)
     return submission
+
+
+def reference_written_answers(assignment: Assignment) -> tuple[str, str] | None:
+    """(file name, text) of the written answers file the reference's export would carry: each rubric as its answer."""
+    from course.written import answers_file_name, answers_markdown
+
+    from autograder.masters import load
+
+    written = load(assignment.name).written
+    if not written:
+        return None
+    return answers_file_name(assignment.name), answers_markdown(
+        assignment.name, [{**w, "answer": w["rubric"] or "(reference)"} for w in written])
 
 
 def _device_name() -> str:

@@ -260,16 +260,28 @@ def grade_with_run(submission, assignment: Assignment | None = None, out_dir=Non
     return results, run
 
 
-def per_question(results: dict) -> dict[str, tuple[float, float]]:
-    """(score, max) per question."""
-    scores: dict[str, list[float]] = {}
+def questions_of(results: dict) -> dict[str, dict]:
+    """{question: {score, max_score, output, passed}} from results.json, a question's public and hidden entries
+    together (extra_data.question names it; the 0-point submission check belongs to none)."""
+    merged: dict[str, dict] = {}
     for test in results.get("tests", []):
         if "score" not in test:
             continue
-        entry = scores.setdefault(test["name"], [0.0, 0.0])
-        entry[0] += float(test.get("score") or 0)
-        entry[1] += float(test.get("max_score") or 0)
-    return {q: (s, m) for q, (s, m) in scores.items()}
+        question = (test.get("extra_data") or {}).get("question", test["name"])
+        if question is None:
+            continue
+        entry = merged.setdefault(question, {"score": 0.0, "max_score": 0.0, "output": "", "passed": True})
+        entry["score"] += float(test.get("score") or 0)
+        entry["max_score"] += float(test.get("max_score") or 0)
+        entry["output"] = (entry["output"] + "\n\n" + (test.get("output") or "")).strip()
+        entry["passed"] &= test.get("status", "passed" if test.get("score", 0) >= test.get("max_score", 0)
+                                    else "failed") == "passed"
+    return merged
+
+
+def per_question(results: dict) -> dict[str, tuple[float, float]]:
+    """(score, max) per question."""
+    return {q: (e["score"], e["max_score"]) for q, e in questions_of(results).items()}
 
 
 def summarize(results: dict, path: Path, assignment: Assignment) -> tuple[float, float]:

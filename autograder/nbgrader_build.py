@@ -201,7 +201,14 @@ def source_notebook(assignment: Assignment):
                 cells.append(nbformat.v4.new_raw_cell(cell.source))
             continue
         if cell.cell_type == "markdown":
-            cells.append(nbformat.v4.new_markdown_cell(cell.source))
+            info = cell.metadata.get("written_answer") if "written_answer" in cell.metadata.get("tags", []) else None
+            if info:  # a written answer: a manually graded answer cell worth the same points; the rubric as its answer
+                rubric = next((w["rubric"] for w in master.written if w["name"] == info["name"]), "")
+                cells.append(nbformat.v4.new_markdown_cell(f"Rubric hint: {rubric}" if rubric else cell.source,
+                                                           metadata=_metadata(info["name"], solution=True, grade=True,
+                                                                              locked=False, points=info["points"])))
+            else:
+                cells.append(nbformat.v4.new_markdown_cell(cell.source))
             continue
         if in_tests:
             test = master.tests[question][test_index]
@@ -372,7 +379,8 @@ def build(assignment: Assignment, root: Path = NBGRADER_ROOT) -> Result:
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
         for student in STUDENTS:
             submission = gb.find_submission(name, student)
-            scores[student] = (float(submission.score), float(submission.max_score))
+            # the autograded part: written answers are graded by hand (manually graded answer cells)
+            scores[student] = (float(submission.code_score), float(submission.max_code_score))
     result = Result(name, scores["reference"][1], scores["reference"][0], scores["stub"][0], round(time.time() - start, 1))
     log(f"  reference {result.reference:g} / {result.max_score:g}, stub {result.stub:g} ({result.seconds:g} s)")
     return result

@@ -227,7 +227,8 @@ def student_path(assignment: Assignment, image: Path, clone: Clone, work: Path, 
     import nbformat
 
     from autograder.build import copy_autograder_zip, otter_assign
-    from autograder.grade import grade, per_question
+    from autograder.grade import grade, per_question, questions_of
+    from autograder.masters import load as load_master
 
     log(f"== {assignment.name}")
     row: dict = {"assignment": assignment.name, "problems": []}
@@ -289,6 +290,15 @@ def student_path(assignment: Assignment, image: Path, clone: Clone, work: Path, 
         return row
     with zipfile.ZipFile(zips[0]) as zf:
         row["zip"] = sorted(zf.namelist())
+        written = load_master(assignment.name).written
+        answers_file = f"{assignment.name}_written_answers.md"
+        if written and answers_file not in row["zip"]:
+            row["problems"].append(f"the export zip does not carry the written answers ({answers_file}): {row['zip']}")
+        elif written:
+            text = zf.read(answers_file).decode()
+            missing = [w["name"] for w in written if f"## {w['name']}" not in text]
+            if missing:
+                row["problems"].append(f"{answers_file} has no heading for {missing}")
     began = time.time()
     results = grade(zips[0], assignment, folder / "graded", quiet=True)
     row["grade_s"] = round(time.time() - began, 1)
@@ -297,8 +307,13 @@ def student_path(assignment: Assignment, image: Path, clone: Clone, work: Path, 
     row["functions"] = [sum(s for q, (s, _) in scores.items() if q not in weights),
                         sum(m for q, (_, m) in scores.items() if q not in weights)]
     row["weights"] = {}
-    for test in results.get("tests", []):
-        name, output = test.get("name"), test.get("output", "")
+    check = next((t for t in results.get("tests", []) if t.get("name") == "Submission check"), None)
+    public = [t for t in results.get("tests", []) if not (t.get("extra_data") or {}).get("hidden", True)]
+    if check is None or check.get("visibility") != "visible" or not public or \
+            any(t.get("visibility") != "visible" for t in public):
+        row["problems"].append("the grading does not show the submission check and the public checks at once")
+    for question, test in questions_of(results).items():
+        name, output = question, test.get("output", "")
         if name in weights:
             message = next((line.strip(" ❌✅") for line in output.splitlines() if "❌" in line and "failed" in line), "passed")
             row["weights"][name] = {"score": test.get("score"), "max": test.get("max_score"), "message": message}

@@ -16,7 +16,7 @@ import nbformat
 import pytest
 
 from autograder.assignments import ASSIGNMENTS, Assignment
-from autograder.grade import grade_with_run
+from autograder.grade import grade_with_run, per_question, questions_of
 from test_grading import FULL, _insert_after_imports, _notebook, gradescope_python
 
 A1 = ASSIGNMENTS["a1_tfidf"]
@@ -37,7 +37,7 @@ def kernel_as_root(monkeypatch):
 
 
 def _scores(results):
-    return {t["name"]: t["score"] for t in results["tests"] if "score" in t}
+    return {question: score for question, (score, _) in per_question(results).items()}
 
 
 def _everything(results) -> str:
@@ -331,7 +331,7 @@ def test_slow_tests_of_the_exported_files_and_cells_that_use_their_budget_end_be
     started = time.monotonic()
     results = _grade_appended(reference_zip, tmp_path, sleep, sleep)
     assert time.monotonic() - started < 75 + 10
-    by_question = {t["name"]: t for t in results["tests"]}
+    by_question = questions_of(results)
     assert by_question["q6_trained_model"]["score"] == 1, by_question["q6_trained_model"]  # the file loads: 1 point
     assert "ran longer than the 8 s" in by_question["q6_trained_model"]["output"]
     assert sum(_scores(results).values()) == FULL - 3
@@ -386,7 +386,7 @@ def test_memory_of_the_whole_tree_stays_within_gradescopes_container(reference_z
         assert sum(scores.values()) == FULL, "the kernel must survive and every question be graded"
         assert "cell 5 (def hog():): MemoryError" in results["output"], results.get("output")
     elif where == "call from a test":  # q5's model uses tfidf_l2 too
-        q4 = next(t for t in results["tests"] if t["name"] == "q4_tfidf_l2")
+        q4 = questions_of(results)["q4_tfidf_l2"]
         assert scores["q4_tfidf_l2"] == 0 and "MemoryError:  (raised in tfidf_l2(), cell" in q4["output"], q4["output"]
         assert sum(v for k, v in scores.items() if k not in ("q4_tfidf_l2", "q5_model")) == FULL - 5, scores
     else:
@@ -512,8 +512,8 @@ def test_a_failed_hidden_test_shows_only_its_own_words(reference_zip, tmp_path):
     manifest = json.loads(zipfile.ZipFile(A1.zip_path).read("grading.json"))
     hidden = {case["name"] for q in manifest["questions"] for case in q["cases"] if case["hidden"]}
     for test in results["tests"]:
-        for section in test["output"].split("\n    test_")[1:]:
-            name = "test_" + section.split(" result:")[0]
+        for section in ("\n\n" + test["output"]).split("\n\n**")[1:]:
+            name = section.split("**")[0]
             if name in hidden:
                 assert "LEAK" not in section and "7.25" not in section, section
                 assert "Hidden test failed" in section, section
@@ -1127,7 +1127,7 @@ def test_bad_weights_lose_only_the_model_question_with_a_message_and_never_execu
     notebook = _notebook(reference_zip, tmp_path)
     _bad_weights(case, reference_weights, tmp_path / "a1_weights.safetensors", marker)
     results = _grade(notebook, tmp_path)
-    by_question = {t["name"]: t for t in results["tests"] if "score" in t}
+    by_question = questions_of(results)
     assert by_question["q6_trained_model"]["score"] == 0
     assert message in by_question["q6_trained_model"]["output"], by_question["q6_trained_model"]["output"]
     assert sum(t["score"] for t in by_question.values()) == FULL - 4, _scores(results)

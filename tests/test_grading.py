@@ -12,7 +12,7 @@ import nbformat
 import pytest
 
 from autograder.assignments import ASSIGNMENTS
-from autograder.grade import grade, grade_all, grade_with_run, run_zip
+from autograder.grade import grade, grade_all, grade_with_run, per_question, questions_of, run_zip
 from autograder.sandbox.processes import is_zombie
 
 A1 = ASSIGNMENTS["a1_tfidf"]
@@ -54,7 +54,7 @@ def test_stub_scores_zero_and_hidden_test_code_stays_hidden(reference_zip, tmp_p
 def test_missing_weights_loses_only_the_model_question(reference_zip, tmp_path):
     notebook = _notebook(reference_zip, tmp_path)  # a notebook with no weights file beside it
     results = grade(notebook, A1, tmp_path / "out", quiet=True)
-    by_question = {t["name"]: t for t in results["tests"] if "score" in t}
+    by_question = questions_of(results)
     assert by_question["q6_trained_model"]["score"] == 0
     assert "a1_weights.safetensors is missing" in by_question["q6_trained_model"]["output"]
     assert sum(t["score"] for t in by_question.values()) == FULL - 4
@@ -101,7 +101,7 @@ def test_what_a_grading_leaves_running_is_listed_and_killed(tmp_path, finish):
 def test_raising_cell_still_gives_results(reference_zip, tmp_path):
     notebook = _notebook(reference_zip, tmp_path, _insert_after_imports("raise RuntimeError('student bug')"))
     results = grade(notebook, A1, tmp_path / "out", quiet=True)
-    assert len([t for t in results["tests"] if "score" in t]) == 7
+    assert len(questions_of(results)) == 7
     assert "cell 5 (raise RuntimeError('student bug')): RuntimeError: student bug" in results["output"]
 
 
@@ -156,3 +156,61 @@ def test_a_submission_zip_that_cannot_be_unpacked_still_gets_results(tmp_path):
     assert (tmp_path / "out" / "results.json").exists()
     assert results["tests"] and all(t["score"] == 0 for t in results["tests"])
     assert "could not be laid out" in results["output"], results["output"]
+
+
+# ---- what a student sees at once (Gradescope shows nothing else until grades are published) ----
+def _visible(results) -> str:
+    return "\n".join(t["output"] for t in results["tests"] if t["visibility"] == "visible")
+
+
+def _submission_zip(folder, notebook, files):
+    path = folder / "submission.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.write(notebook, notebook.name)
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_what_a_student_sees_at_once(reference_zip, tmp_path):
+    """Through the zip's entry point: for the reference, a stub, broken weights, a raising cell and empty written
+    answers, the visible entries (the submission check, every public check) say what happened; hidden tests keep
+    their points behind the course's visibility and say nothing visible."""
+    manifest = json.loads(zipfile.ZipFile(A1.zip_path).read("grading.json"))
+    public = {(q["name"], c["name"]) for q in manifest["questions"] for c in q["cases"] if not c["hidden"]}
+    with zipfile.ZipFile(reference_zip) as zf:
+        weights = zf.read("a1_weights.safetensors")
+        answers = zf.read(f"{A1.name}_written_answers.md")
+
+    reference = grade(reference_zip, A1, tmp_path / "reference", quiet=True)
+    check = reference["tests"][0]
+    assert check["name"] == "Submission check" and check["visibility"] == "visible" and check["max_score"] == 0
+    assert check["status"] == "passed", check["output"]
+    assert f"`{A1.name}.ipynb`, `a1_weights.safetensors`" in check["output"]
+    assert f"{len(public)} of {len(public)} passed" in check["output"]
+    assert f"`{A1.name}_written_answers.md`" in check["output"]  # acknowledged for the staff, not "not graded"
+    hidden_entries = [t for t in reference["tests"] if t["extra_data"].get("hidden")]
+    assert hidden_entries and all(t["visibility"] == manifest["hidden_visibility"] for t in hidden_entries)
+    assert {t["name"] for t in reference["tests"] if t["visibility"] == "visible"} == {"Submission check"} | {
+        f"{q}: public checks" for q, _ in public}
+    assert reference["leaderboard"][0]["name"] == "Test accuracy" and reference["leaderboard"][0]["value"] >= 0.86
+
+    stub = grade(A1.release, A1, tmp_path / "stub", quiet=True)
+    seen = _visible(stub)
+    assert "0 of" in seen and "fill in the stub" in seen and "a1_weights.safetensors` is missing" in seen
+    assert "Hidden test failed" not in seen  # hidden words only behind the course's visibility
+
+    broken = _submission_zip(tmp_path / "broken", _notebook(reference_zip, tmp_path / "broken"),
+                             {"a1_weights.safetensors": weights[:200], f"{A1.name}_written_answers.md": answers})
+    seen = _visible(grade(broken, A1, tmp_path / "broken" / "out", quiet=True))
+    assert "test_weights_file_loads: ❌" in seen and "not a safetensors file" in seen, seen
+
+    raising = _notebook(reference_zip, tmp_path / "raising", _insert_after_imports("raise RuntimeError('student bug')"))
+    seen = _visible(grade(raising, A1, tmp_path / "raising" / "out", quiet=True))
+    assert "cell 5 (raise RuntimeError('student bug')): RuntimeError: student bug" in seen, seen
+
+    empty = _submission_zip(tmp_path / "empty", _notebook(reference_zip, tmp_path / "empty"),
+                            {"a1_weights.safetensors": weights})  # the export cell's answers file is missing
+    results = grade(empty, A1, tmp_path / "empty" / "out", quiet=True)
+    assert sum(score for score, _ in per_question(results).values()) == FULL
+    assert f"`{A1.name}_written_answers.md` is not in your submission" in _visible(results)

@@ -41,10 +41,18 @@ def test_release_shows_no_solution_and_no_hidden_test(a1_course):
     for test in tests:
         assert (test.name in released) != test.hidden, f"{test.name} (hidden={test.hidden})"
     nb = nbformat.reads(released, as_version=4)
-    graded = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    graded = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"]
     assert len(graded) == len(tests)  # one locked test cell per test, hidden ones emptied but kept
     assert all(c.metadata["nbgrader"]["locked"] for c in graded)
     assert sum(c.metadata["nbgrader"]["points"] for c in graded) == FULL
+    # written answers: manually graded answer cells with the master's points; the rubric stays in the source
+    manual = {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells
+              if c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("grade")}
+    written = load(A1.name).written
+    assert {name: c.metadata["nbgrader"]["points"] for name, c in manual.items()} == \
+        {w["name"]: w["points"] for w in written} and written
+    assert all(c.metadata["nbgrader"]["solution"] and "YOUR ANSWER HERE" in c.source for c in manual.values())
+    assert not any(w["rubric"][:60] in released for w in written), "a rubric hint reached the release"
 
 
 def test_solution_markers_become_nbgrader_regions():

@@ -322,16 +322,56 @@ def test_results_are_complete_whenever_written(tmp_path):
     path = tmp_path / "results.json"
     results.write(path)
     first = json.loads(path.read_text())
-    assert [(t["name"], t["score"], t["max_score"]) for t in first["tests"]] == [("q1", 0, 3)]
-    assert "grading was stopped before this test ran" in first["tests"][0]["output"]
+    entries = lambda r: [(t["name"], t["score"], t["max_score"], t["visibility"]) for t in r["tests"]]
+    assert entries(first) == [("Submission check", 0, 0, "visible"), ("q1: public checks", 0, 1, "visible"),
+                              ("q1: hidden tests", 0, 2, "after_published")]
+    assert "grading was stopped before this test ran" in first["tests"][1]["output"]
+    assert "Grading has not finished" in first["tests"][0]["output"]
     results.verdict("q1", "a", True, "✅ Test case passed")
     results.verdict("q9", "forged", True, "not a question of the zip")
     results.fail_missing("❌ Not graded: the notebook is gone", needs_notebook=True)
     results.fail_missing("❌ Not graded: no weights", needs_notebook=False)
     results.write(path)
     final = json.loads(path.read_text())
-    assert [(t["name"], t["score"]) for t in final["tests"]] == [("q1", 1)]
-    assert "no weights" in final["tests"][0]["output"] and not (tmp_path / "results.json.partial").exists()
+    assert [(t["name"], t["score"]) for t in final["tests"]] == [("Submission check", 0), ("q1: public checks", 1),
+                                                                 ("q1: hidden tests", 0)]
+    assert "no weights" in final["tests"][2]["output"] and not (tmp_path / "results.json.partial").exists()
+    assert [t["status"] for t in final["tests"]] == ["passed", "passed", "failed"]
+
+
+def test_results_show_public_checks_at_once_and_hidden_tests_when_the_course_says():
+    """Gradescope hides the total while any entry is hidden, so what students need at once (the submission check and
+    the public checks) is visible; hidden tests follow the course's setting; outputs are Markdown whose code fences a
+    message cannot close."""
+    case = lambda name, hidden: {"name": name, "points": 1, "hidden": hidden, "needs_notebook": True}
+    for visibility in ("after_published", "after_due_date"):
+        results = Results({"hidden_visibility": visibility, "questions": [
+            {"name": "q1", "cases": [case("pub", False), case("hid", True)]}, {"name": "q2", "cases": [case("h", True)]}]})
+        results.verdict("q1", "pub", False, "❌ Test case failed\n```\n# not closed by this")
+        out = results.as_gradescope()
+        assert {t["name"]: t["visibility"] for t in out["tests"]} == {
+            "Submission check": "visible", "q1: public checks": "visible", "q1: hidden tests": visibility,
+            "q2: hidden tests": visibility}
+        assert out["test_output_format"] == "md" and all(t["output_format"] == "md" for t in out["tests"])
+        public = out["tests"][1]["output"]
+        assert "\n````\n❌ Test case failed\n```\n# not closed by this\n````" in public, public
+        assert "q1 / pub" in out["tests"][0]["output"] and "0 of 1 passed" in out["tests"][0]["output"]
+    assert Results({"hidden_visibility": "whenever", "questions": []}).hidden_visibility == "after_published"
+
+
+def test_leaderboard_only_when_enabled_and_only_declared_finite_values():
+    config = {"questions": [], "leaderboard": True, "leaderboard_entries": [{"name": "Test accuracy", "order": "desc"}]}
+    results = Results(config)
+    assert "leaderboard" not in results.as_gradescope()
+    results.post("Test accuracy", 0.875)
+    results.post("Forged", 1.0)
+    assert results.as_gradescope()["leaderboard"] == [{"name": "Test accuracy", "value": 0.875, "order": "desc"}]
+    results.post("Test accuracy", float("nan"))
+    assert results.as_gradescope()["leaderboard"][0]["value"] == 0.875
+    off = Results({**config, "leaderboard": False})
+    off.post("Test accuracy", 0.9)
+    assert "leaderboard" not in off.as_gradescope()
+
 
 
 # ---- the memory watch ----

@@ -72,17 +72,18 @@ class Results:
         return self.verdicts.get((question["name"], case["name"]), (False, self.pending))
 
     def _entry(self, question: dict, cases: list[dict], hidden: bool) -> dict:
-        score, parts = 0.0, []
+        score, parts, all_passed = 0.0, [], True
         for case in cases:
             passed, message = self._case(question, case)
             score += case["points"] if passed else 0
+            all_passed &= passed
             points = f"{case['points']:g} point{'s' if case['points'] != 1 else ''}"
             parts.append(f"**{case['name']}** ({points}): " + ("✅ passed" if passed else
                                                                 _markdown_block(message.strip())))
         max_score = sum(c["points"] for c in cases)
         kind = "hidden tests" if hidden else "public checks"
         return {"name": f"{question['name']}: {kind}", "score": round(score, 5), "max_score": round(max_score, 5),
-                "status": "passed" if score >= max_score else "failed",
+                "status": "passed" if all_passed else "failed",
                 "visibility": self.hidden_visibility if hidden else "visible", "output": "\n\n".join(parts),
                 "output_format": "md", "extra_data": {"question": question["name"], "hidden": hidden}}
 

@@ -19,7 +19,7 @@
 # export_cell:
 #   pdf: false
 #   run_tests: false
-#   instructions: "Run this cell when you are done; submit the zip it creates (it contains your notebook)."
+#   instructions: "Save the notebook first (Ctrl+S), then run this cell when you are done; submit the zip it creates (it contains your notebook and your written answers (a4_multihead_written_answers.md)). On Gradescope you see a submission check and the public checks at once, and the hidden tests when the course staff publish them."
 # generate:
 #   pdf: false
 #   show_stdout: false

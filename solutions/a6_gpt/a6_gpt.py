@@ -21,7 +21,7 @@
 #   run_tests: false
 #   files:
 #     - a6_weights.safetensors
-#   instructions: "Run this cell after training; submit the zip it creates (it contains your notebook and a6_weights.safetensors)."
+#   instructions: "Save the notebook first (Ctrl+S), then run this cell after training; submit the zip it creates (it contains your notebook and a6_weights.safetensors). On Gradescope you see a submission check and the public checks at once, and the hidden tests when the course staff publish them; your model's validation loss appears on the course's leaderboard if the course uses one."
 # generate:
 #   pdf: false
 #   show_stdout: false
