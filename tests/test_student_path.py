@@ -209,7 +209,7 @@ def test_colab_export_saves_the_live_notebook_zips_and_downloads(colab):
     assert grader.interpreter is IPythonInterpreter.COLAB
     (downloaded,) = colab.downloads.glob("a3_self_attention_*.zip")
     with zipfile.ZipFile(downloaded) as zf:
-        assert {"a3_self_attention.ipynb", "weights.bin"} <= set(zf.namelist())
+        assert {"a3_self_attention.ipynb", "weights.bin", "a3_self_attention_written_answers.md"} <= set(zf.namelist())
         assert json.loads(zf.read("a3_self_attention.ipynb"))["cells"][-1]["source"] == "answer = 42"
 
 
