@@ -387,7 +387,7 @@ def test_memory_of_the_whole_tree_stays_within_gradescopes_container(reference_z
         assert "cell 5 (def hog():): MemoryError" in results["output"], results.get("output")
     elif where == "call from a test":  # q5's model uses tfidf_l2 too
         q4 = next(t for t in results["tests"] if t["name"] == "q4_tfidf_l2")
-        assert scores["q4_tfidf_l2"] == 0 and "MemoryError:  (raised in tfidf_l2(), cell" in q4["output"], q4["output"]
+        assert scores["q4_tfidf_l2"] == 0 and "MemoryError: raised in tfidf_l2(), cell" in q4["output"], q4["output"]
         assert sum(v for k, v in scores.items() if k not in ("q4_tfidf_l2", "q5_model")) == FULL - 5, scores
     else:
         assert scores["q6_trained_model"] == WEIGHTS_POINTS, scores
@@ -801,15 +801,17 @@ for _name, _value in list(globals().items()):  # every function and class the no
 
 def test_calls_that_use_up_the_tests_time_fail_the_rest_and_the_weights_are_still_graded(reference_zip, tmp_path,
                                                                                           monkeypatch):
-    """Every test's call runs until it is stopped, until the time for all of them is used up: the tests after that
-    fail at once with that reason, and the exported weights are graded all the same."""
+    """Every test's call runs until it is stopped, until its question's share of the time is used up: that question's
+    tests after that fail at once with that reason, the next question has its own share (q7's answer is a value, not
+    an endless function: it keeps its point; before issue 23 it lost it to the questions before it), and the exported
+    weights are graded all the same."""
     monkeypatch.setenv("COURSE_CALL_TIMEOUT_S", "2")
     monkeypatch.setenv("COURSE_TESTS_TIMEOUT_S", "5")
     results = _grade_appended(reference_zip, tmp_path, EVERYTHING_ENDLESS_WHEN_TESTED)
     scores = _scores(results)
-    assert scores["q6_trained_model"] == 4 and sum(scores.values()) == 4, scores
+    assert scores["q6_trained_model"] == 4 and scores["q7_word_order"] == 1 and sum(scores.values()) == 5, scores
     messages = _everything(results)
-    assert "ran longer than 2 s" in messages and "used up the 5 s allowed for all of them" in messages, messages[:3000]
+    assert "allowed for that question" in messages and "the tests of q1_vocabulary" in messages, messages[:3000]
     assert "grader failed" not in messages, messages[:3000]
 
 
@@ -1180,14 +1182,18 @@ def inverse_document_frequency(sequences, size):
     _SEEN = "LEAKED " + repr(sequences)[:120]
     raise ValueError(_SEEN)
 
-def _forged(error):
-    seen = globals().get("_SEEN", "LEAKED")
-    return {"types": ["builtins.ValueError", "LEAKED"], "message": seen, "stopped": False,
-            "where": {"cell": 1, "line": 1, "function": "LEAKED"} if "sandbox.notebook_side" in sys.modules else seen}
+def _forging(describe):
+    def forged(error):
+        if not isinstance(error, ValueError):  # StopIteration and the like: as they are
+            return describe(error)
+        seen = globals().get("_SEEN", "LEAKED")
+        return {"types": ["builtins.ValueError", "LEAKED"], "message": seen, "stopped": False,
+                "where": {"cell": 1, "line": 1, "function": "LEAKED"} if "sandbox.notebook_side" in sys.modules else seen}
+    return forged
 
 for _name in ("sandbox.notebook_side", "sandbox.remote"):
     if hasattr(sys.modules.get(_name), "_describe_error"):
-        sys.modules[_name]._describe_error = _forged
+        sys.modules[_name]._describe_error = _forging(sys.modules[_name]._describe_error)
 '''
 
 

@@ -330,7 +330,7 @@ def failure_message(test_file: QuestionTests, case: CaseDecorator, error: BaseEx
         if isinstance(error, test_side.CallTimeLimitExceeded):
             said = str(error)
         elif in_notebook is not None:
-            said = f"your code raised {getattr(error, 'raised_as', 'an exception')}" + \
+            said = f"your code raised {getattr(error, 'raised_as', type(error).__name__)}" + \
                 (f" ({in_notebook})" if in_notebook else "")
         elif isinstance(error, AssertionError) and line is not None:
             said = _assertion_words(test_file, line) or f"an assertion failed (line {line} of the test)"
@@ -342,8 +342,9 @@ def failure_message(test_file: QuestionTests, case: CaseDecorator, error: BaseEx
     if line is not None:
         source_line = test_file.source.splitlines()[line - 1].strip() if line <= len(test_file.source.splitlines()) else ""
         where = f"Error at line {line} in test {test_file.question}:\n  {source_line}\n"
-    said = (f"your code raised {getattr(error, 'raised_as', 'an exception')}" + (f" ({in_notebook})" if in_notebook else "")
-            if in_notebook is not None else f"{type(error).__name__}: {error}")
+    # an exception of the notebook's code: its text is the grader's (sandbox.test_side._error), its type a builtin's
+    said = (f"your code raised an exception" + (f" ({in_notebook})" if in_notebook else "")
+            if getattr(error, "raised_as", None) == "an exception" else f"{type(error).__name__}: {error}")
     return "❌ Test case failed\n" + _short(f"{where}{said}", MAX_MESSAGE)
 
 
