@@ -62,6 +62,9 @@ def fails(kind):
         pass
     raise Custom("a custom error")
 
+def out_of_memory():
+    raise MemoryError()
+
 def endless():
     while True:
         time.sleep(0.01)
@@ -503,3 +506,11 @@ def test_a_questions_own_code_has_its_own_share():
         with clock.paused():  # a call into the notebook: not the test's own time
             time.sleep(0.5)
     assert clock.stop() < 0.2
+
+
+def test_a_memory_error_of_the_notebooks_code_is_its_own_not_the_replys(notebook):
+    """A MemoryError the student's code raised is that error (the notebook's, with its place), not a reply over the
+    test process's budget."""
+    with pytest.raises(MemoryError) as caught:
+        notebook["out_of_memory"]()
+    assert not isinstance(caught.value, test_side.ReplyOverBudget) and caught.value.raised_as == "MemoryError"

@@ -172,8 +172,9 @@ class Client(Codec):
             try:
                 self._apply_sync(reply.get("sync"), reply_buffers)
                 if reply.get("op") == "raise":
-                    raise self._error(reply.get("error"), label)
-                return self.decode(reply.get("value"), reply_buffers)
+                    raised = self._error(reply.get("error"), label)
+                else:
+                    return self.decode(reply.get("value"), reply_buffers)
             except ProtocolError as error:
                 self._fail(f"your notebook's process sent the grader something it does not accept ({error})")
                 raise NotGraded(self.dead) from None
@@ -181,6 +182,7 @@ class Client(Codec):
                 why = error if isinstance(error, OverBudget) else "more memory than the grader allows for it"
                 raise ReplyOverBudget(f"what your code sent back to a test ({label}) costs more to read than the "
                                       f"grader allows: {why}") from None
+            raise raised  # what the notebook's code raised (a MemoryError of its own among them): not the reply's cost
         finally:
             spent = time.monotonic() - started
             self.used_s += spent
