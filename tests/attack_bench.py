@@ -5,7 +5,8 @@
 Every submission of the catalogue below (the attacks of tests/test_adversarial.py, on assignment 1) is graded through
 the zip's own run_autograder, in the Gradescope environment (`make gradescope-env`), with the zip's own limits
 (`--quick`: the short limits the tests use), each measured from outside as `make bench-grading` measures. Columns:
-points gained over what the submission deserves without its attack (must be 0), whether the zip's entry point wrote
+points gained over what the submission deserves without its attack (must be 0), points lost beyond it (what the
+attack cost the questions it does not concern: should be 0), no hidden text ("LEAKED") in results.json, whether the zip's entry point wrote
 results.json (must be yes), the peak memory of the whole process tree (PSS, at most 700 MB), wall seconds (at most
 540 s), and the processes of the grading alive after it (must be 0). Exit status 1 if any row breaks a bound.
 """
@@ -141,6 +142,11 @@ CATALOGUE = [
                     nb.cells.append(nbformat.v4.new_code_cell(attacks.WRONG_TFIDF)))), WRONG, ROOT_KERNEL),
     Attack("reaching the grading processes", _appended(attacks.GRADER_PROCESSES), FULL),
     Attack("a crash when tested", _appended(attacks.CRASH_WHEN_TESTED), FULL),
+    # the grading boundary (issue 23)
+    Attack("torch replaced where a test computes", _appended(attacks.TORCH_REPLACED_WHERE_TESTS_COMPUTE), FULL - 2),
+    Attack("hidden inputs in an exception's place", _appended(attacks.FORGED_EXCEPTION_TEXT), FULL - 2),
+    Attack("a reply that expands when read", _appended(attacks.EXPANDING_REPLY), FULL - 2),
+    Attack("one question slower than every budget", _appended(attacks.SLOW_QUESTION), FULL - 3),
 ]
 
 
@@ -156,7 +162,8 @@ def run(attack: Attack, python: Path, quick: bool) -> dict:
         results = json.loads((folder / "out" / "results.json").read_text())
         zip_run = json.loads((folder / "out" / "run.json").read_text())
     score = sum(t.get("score", 0) for t in results["tests"])
-    return {"attack": attack.name, "gained": max(0.0, score - attack.deserves), "by_zip": zip_run["results_by_zip"],
+    return {"attack": attack.name, "gained": max(0.0, score - attack.deserves), "lost": max(0.0, attack.deserves - score),
+            "leaked": "LEAKED" in json.dumps(results, ensure_ascii=False), "by_zip": zip_run["results_by_zip"],
             "peak_mb": row["peak_mb"], "wall_s": row["wall_s"], "left": len(zip_run["left"])}
 
 
@@ -168,14 +175,15 @@ def main(argv=None) -> int:
     parser.add_argument("--python", default=str(BUILD / "gradescope-env" / "bin" / "python"))
     args = parser.parse_args(argv)
     chosen = [a for a in CATALOGUE if not args.names or any(n in a.name for n in args.names)]
-    print(f"{'attack':<52} {'gained':>6} {'results by zip':>14} {'peak MB':>7} {'wall s':>6} {'left':>4}", flush=True)
+    print(f"{'attack':<52} {'gained':>6} {'lost':>5} {'results by zip':>14} {'peak MB':>7} {'wall s':>6} {'left':>4}",
+          flush=True)
     ok = True
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         for row in pool.map(lambda attack: run(attack, Path(args.python), args.quick), chosen):
-            good = row["gained"] == 0 and row["by_zip"] and row["peak_mb"] <= 700 and row["wall_s"] <= 540 \
-                and row["left"] == 0
+            good = row["gained"] == 0 and not row["leaked"] and row["by_zip"] and row["peak_mb"] <= 700 \
+                and row["wall_s"] <= 540 and row["left"] == 0
             ok &= good
-            print(f"{row['attack'][:52]:<52} {row['gained']:>6g} {'yes' if row['by_zip'] else 'NO':>14} "
+            print(f"{row['attack'][:52]:<52} {row['gained']:>6g} {row['lost']:>5g} {'yes' if row['by_zip'] else 'NO':>14} "
                   f"{row['peak_mb']:>7} {row['wall_s']:>6} {row['left']:>4}{'' if good else '  <-- out of bounds'}",
                   flush=True)
     if os.path.exists("/tmp/course-attack-bench-ran"):

@@ -1,5 +1,5 @@
 """A master's tests run as the grader runs them: the notebook's namespace in another process, the tests here,
-reached through sandbox.remote (the same Server and Client as grading, without the supervisor).
+reached through sandbox.notebook_side and sandbox.test_side (the same Server and Client as grading, without the supervisor).
 
 One helper process (started once, with torch imported) forks a child per namespace; the child executes the
 master's graded cells (and a mistake's override), connects back and serves, as the forked kernel does after
@@ -20,7 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from autograder.masters import load, reads_submitted_files, run_test
-from autograder.sandbox.remote import Client, Connection, NotGraded
+from autograder.sandbox.test_side import Client, NotGraded
+from autograder.sandbox.wire import Connection
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +30,8 @@ import json, os, socket, sys
 sys.path[:0] = [{root!r}, {shared!r}]
 import torch  # imported once, before the forks
 from autograder.masters import namespace
-from autograder.sandbox.remote import Connection, serve
+from autograder.sandbox.notebook_side import serve
+from autograder.sandbox.wire import Connection
 
 for line in sys.stdin:
     request = json.loads(line)

@@ -387,7 +387,7 @@ def test_memory_of_the_whole_tree_stays_within_gradescopes_container(reference_z
         assert "cell 5 (def hog():): MemoryError" in results["output"], results.get("output")
     elif where == "call from a test":  # q5's model uses tfidf_l2 too
         q4 = questions_of(results)["q4_tfidf_l2"]
-        assert scores["q4_tfidf_l2"] == 0 and "MemoryError:  (raised in tfidf_l2(), cell" in q4["output"], q4["output"]
+        assert scores["q4_tfidf_l2"] == 0 and "MemoryError: raised in tfidf_l2(), cell" in q4["output"], q4["output"]
         assert sum(v for k, v in scores.items() if k not in ("q4_tfidf_l2", "q5_model")) == FULL - 5, scores
     else:
         assert scores["q6_trained_model"] == WEIGHTS_POINTS, scores
@@ -425,7 +425,7 @@ def test_a_flood_of_output_costs_nothing(reference_zip, tmp_path):
 def test_dying_kernel_gets_a_results_file_that_says_so_and_the_weights_are_graded(reference_zip, tmp_path, source):
     results = _grade_with(reference_zip, tmp_path, source)
     assert sum(_scores(results).values()) == WEIGHTS_POINTS, _scores(results)
-    assert "your notebook's process ended while cell 5" in results["tests"][0]["output"], results["tests"][0]["output"]
+    assert "your notebook's process ended while cell 5" in _everything(results), results["tests"]
 
 
 def test_the_grader_failing_still_writes_results(reference_zip, tmp_path, monkeypatch):
@@ -801,15 +801,17 @@ for _name, _value in list(globals().items()):  # every function and class the no
 
 def test_calls_that_use_up_the_tests_time_fail_the_rest_and_the_weights_are_still_graded(reference_zip, tmp_path,
                                                                                           monkeypatch):
-    """Every test's call runs until it is stopped, until the time for all of them is used up: the tests after that
-    fail at once with that reason, and the exported weights are graded all the same."""
+    """Every test's call runs until it is stopped, until its question's share of the time is used up: that question's
+    tests after that fail at once with that reason, the next question has its own share (q7's answer is a value, not
+    an endless function: it keeps its point; before issue 23 it lost it to the questions before it), and the exported
+    weights are graded all the same."""
     monkeypatch.setenv("COURSE_CALL_TIMEOUT_S", "2")
     monkeypatch.setenv("COURSE_TESTS_TIMEOUT_S", "5")
     results = _grade_appended(reference_zip, tmp_path, EVERYTHING_ENDLESS_WHEN_TESTED)
     scores = _scores(results)
-    assert scores["q6_trained_model"] == 4 and sum(scores.values()) == 4, scores
+    assert scores["q6_trained_model"] == 4 and scores["q7_word_order"] == 1 and sum(scores.values()) == 5, scores
     messages = _everything(results)
-    assert "ran longer than 2 s" in messages and "used up the 5 s allowed for all of them" in messages, messages[:3000]
+    assert "allowed for that question" in messages and "the tests of q1_vocabulary" in messages, messages[:3000]
     assert "grader failed" not in messages, messages[:3000]
 
 
@@ -1132,3 +1134,135 @@ def test_bad_weights_lose_only_the_model_question_with_a_message_and_never_execu
     assert message in by_question["q6_trained_model"]["output"], by_question["q6_trained_model"]["output"]
     assert sum(t["score"] for t in by_question.values()) == FULL - 4, _scores(results)
     assert not marker.exists(), "loading the weights ran code"
+
+
+# ================================================================================================================
+# the grading boundary (issue 23): the test process computes, checks and words everything; budgets per question
+# ================================================================================================================
+TORCH_REPLACED_WHERE_TESTS_COMPUTE = '''
+import torch
+import torch.nn as nn
+
+class BagOfWordsClassifier(nn.Module):  # wrong: the first layer never learns (its output is detached)
+    def __init__(self, idf, hidden=16, dropout=0.5):
+        super().__init__()
+        self.register_buffer("idf", torch.as_tensor(idf, dtype=torch.float32).clone())
+        self.mlp = nn.Sequential(nn.Linear(len(idf), hidden), nn.ReLU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+        self.mlp[0].weight.grad = torch.zeros_like(self.mlp[0].weight)  # a gradient, all zeros
+
+    def forward(self, multi_hot_rows):
+        hidden = self.mlp[:3](tfidf_l2(multi_hot_rows, self.idf)).detach()
+        return self.mlp[3:](hidden).squeeze(-1)
+
+# what the hidden test applies to the notebook's gradient (grad.abs().sum() > 0), replaced in this process
+torch.Tensor.abs = lambda self: torch.ones_like(self)
+'''
+
+
+def test_what_a_test_computes_on_the_notebooks_tensors_is_computed_by_the_test(reference_zip, tmp_path):
+    """A model whose first layer never learns (its gradient stays zero), in a notebook that replaced the tensor
+    method the hidden test applies to that gradient. The test computes it itself, on the gradient's data: q5's
+    hidden test fails. (Before, `grad.abs()` ran in the notebook, with its replacement: 2 points gained.)"""
+    results = _grade_appended(reference_zip, tmp_path, TORCH_REPLACED_WHERE_TESTS_COMPUTE)
+    scores = _scores(results)
+    assert scores["q5_model"] == 1 and sum(scores.values()) == FULL - 2, scores
+
+
+FORGED_EXCEPTION_TEXT = '''
+# written against the grader's source: the place of an exception, as the notebook's server reports it, made to
+# carry the hidden test's inputs into the feedback
+import sys
+_correct_idf = inverse_document_frequency
+
+def inverse_document_frequency(sequences, size):
+    global _SEEN
+    if len(sequences) <= 3:  # the public test's small example
+        return _correct_idf(sequences, size)
+    _SEEN = "LEAKED " + repr(sequences)[:120]
+    raise ValueError(_SEEN)
+
+def _forging(describe):
+    def forged(error):
+        if not isinstance(error, ValueError):  # StopIteration and the like: as they are
+            return describe(error)
+        seen = globals().get("_SEEN", "LEAKED")
+        return {"types": ["builtins.ValueError", "LEAKED"], "message": seen, "stopped": False,
+                "where": {"cell": 1, "line": 1, "function": "LEAKED"} if "sandbox.notebook_side" in sys.modules else seen}
+    return forged
+
+for _name in ("sandbox.notebook_side", "sandbox.remote"):
+    if hasattr(sys.modules.get(_name), "_describe_error"):
+        sys.modules[_name]._describe_error = _forging(sys.modules[_name]._describe_error)
+'''
+
+
+def test_nothing_the_notebook_says_of_an_exception_reaches_the_results(reference_zip, tmp_path):
+    """The notebook's server reports, for the exception its code raised in a hidden test, a place that holds that
+    test's inputs. The grader words the message itself: the type from builtin exception names, the place only where
+    it fits the cells it sent. (Before, the place was copied: the hidden inputs were in results.json.)"""
+    results = _grade_appended(reference_zip, tmp_path, FORGED_EXCEPTION_TEXT)
+    scores = _scores(results)
+    assert scores["q3_idf"] == 1 and sum(scores.values()) == FULL - 2, scores
+    assert "LEAKED" not in _everything(results), [t["output"] for t in results["tests"] if "LEAKED" in t["output"]]
+    assert "your code raised ValueError" in _everything(results)
+
+
+EXPANDING_REPLY = '''
+# written against the grader's source: the reply to one call from a hidden test, 24 MB that would take a GB of the
+# test process's memory to read (8 million empty lists)
+import struct, sys
+_wire = sys.modules.get("sandbox.wire") or sys.modules["sandbox.remote"]
+_send = _wire.Connection.send
+_correct_idf = inverse_document_frequency
+_EXPAND = []
+
+def _expanding_send(self, message, buffers):
+    if _EXPAND and message.get("op") == "return":
+        _EXPAND.clear()
+        header = b'{"m": {"op": "return", "value": [' + b"[]," * 8_000_000 + b'[]], "sync": []}, "b": []}'
+        self.sock.sendall(struct.pack("!QI", 4 + len(header), len(header)) + header)
+        return
+    return _send(self, message, buffers)
+
+_wire.Connection.send = _expanding_send
+
+def inverse_document_frequency(sequences, size):
+    if len(sequences) > 3:
+        _EXPAND.append(1)
+    return _correct_idf(sequences, size)
+'''
+
+
+def test_a_reply_that_would_expand_fails_its_call_only(reference_zip, tmp_path):
+    """What decoding a reply costs the test process is bounded before anything is built and charged to the call:
+    that hidden test fails with a message, every other question keeps its points, the notebook is not blamed.
+    (Before, the test process read it into about a GB; the memory watch then killed the notebook, and every question
+    after it lost its points.)"""
+    results = _grade_appended(reference_zip, tmp_path, EXPANDING_REPLY)
+    scores = _scores(results)
+    assert scores["q3_idf"] == 1 and sum(scores.values()) == FULL - 2, scores
+    assert "more than the grader accepts" in _everything(results)
+    assert "stopped your notebook" not in _everything(results)
+
+
+SLOW_QUESTION = '''
+import time
+_correct_idf = inverse_document_frequency
+
+def inverse_document_frequency(sequences, size):  # right, and slower than the grader allows
+    time.sleep(1000)
+    return _correct_idf(sequences, size)
+'''
+
+
+def test_a_slow_answer_costs_its_own_question_only(reference_zip, tmp_path, monkeypatch):
+    """Every function right, one of them slower than any budget: calls are allotted per question, so only q3 loses
+    its points, and the message names it. (Before, its first call used up the time of every call from every test:
+    every question after it lost its points too.)"""
+    monkeypatch.setenv("COURSE_TESTS_TIMEOUT_S", "40")
+    results = _grade_appended(reference_zip, tmp_path, SLOW_QUESTION)
+    scores = _scores(results)
+    assert scores["q3_idf"] == 0 and sum(scores.values()) == FULL - 3, scores
+    q3 = questions_of(results)["q3_idf"]["output"]
+    assert "the tests of q3_idf" in q3, q3

@@ -164,7 +164,7 @@ class Supervisor:
         if cells is not None:
             self._start(folders, with_notebook=True)
             self._run_cells(cells)
-            self._notebook_tests()
+            self._notebook_tests(cells)
         self._end_the_notebook()
         self._file_tests(folders)
         if self.tests is not None:
@@ -366,7 +366,7 @@ class Supervisor:
                               "\n".join(lines))
 
     # ---- the tests ----
-    def _notebook_tests(self) -> None:
+    def _notebook_tests(self, cells) -> None:
         limits = self.limits
         self.activity = "while the tests called it"
         if self.kernel is not None:
@@ -382,8 +382,10 @@ class Supervisor:
             self.results.fail_missing(f"❌ Not graded: {self.stopped}", needs_notebook=True)
             return
         stopped_before = self.stopped
+        # the cells as sent: the test process checks against them where an exception says it was raised
         _send(self.tests, {"op": "notebook_tests", "call_limit_s": limits.call_timeout_s,
-                           "total_limit_s": limits.tests_timeout_s})
+                           "total_limit_s": limits.tests_timeout_s, "own_limit_s": limits.tests_own_s,
+                           "cells": {str(cell.number): cell.source for cell in cells}})
         deadline = min(time.monotonic() + limits.tests_timeout_s + limits.tests_own_s,
                        self.deadline - limits.file_tests_timeout_s - 10)
         if not self._collect(deadline):

@@ -4,8 +4,11 @@ It is the zygote itself once the notebook's process is forked off (sandbox.zygot
 autograder's tests before the first student cell runs, and takes commands from the supervisor only:
 
 - `notebook_tests`: every test that takes parameters, each receiving proxies for the notebook's variables of those
-  names (sandbox.remote: plain data only comes back), with the notebook's and this process's random generators
-  seeded before each test;
+  names (sandbox.test_side: plain data only comes back, and this process computes everything a test computes),
+  with the notebook's and this process's random generators seeded before each test. Time is allotted per
+  question: each question may use its share of the calls' time and of the tests' own time (the total over the
+  questions left, so that what a question leaves unused goes to the ones after it), so that a slow or hostile
+  answer costs its own question only, and the message names the question that used the time;
 - `file_tests`: the tests that take no parameters (the exported weights'), run in the folder of the submitted files
   once the notebook's processes are gone;
 - `exit`.
@@ -23,9 +26,11 @@ from the zip's grading.json, not from the files.
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 import io
 import os
+import signal
 import socket
 import sys
 import time
@@ -33,11 +38,17 @@ import traceback
 import types
 from pathlib import Path
 
-from . import remote
+from . import test_side
+from .wire import Connection
 
 MAX_MESSAGE = 1500  # characters of one public test's failure message
 MAX_HIDDEN_MESSAGE = 400
 SERVER_HELLO_TIMEOUT_S = 30  # how long the notebook may take to start serving once asked
+TEST_MEMORY_MB = 512  # what the test process may allocate beyond what it holds when the notebook's tests start
+
+
+class TestTimeLimitExceeded(Exception):
+    """The tests of one question ran their own code (not counting calls into the notebook) longer than allowed."""
 
 
 class CaseDecorator:
@@ -100,7 +111,7 @@ def load_tests(folder: Path, manifest: list[dict]) -> list[QuestionTests]:
 def serve(supervisor: socket.socket, kernel: socket.socket | None, kernel_pid: int | None, tests_folder: Path,
           manifest: list[dict]) -> None:
     """Load the tests, say so, then do what the supervisor asks until it says exit."""
-    connection = remote.Connection(supervisor, max_bytes=None)
+    connection = Connection(supervisor, max_bytes=None)
     import torch
 
     torch.set_flush_denormal(True)  # weights of subnormal floats would make the tests' arithmetic slow, not different
@@ -117,8 +128,9 @@ def serve(supervisor: socket.socket, kernel: socket.socket | None, kernel_pid: i
             return
         op = command.get("op")
         if op == "notebook_tests" and kernel is not None:
+            cells = {int(number): str(source) for number, source in (command.get("cells") or {}).items()}
             _notebook_tests(connection, tests, kernel, kernel_pid, float(command["call_limit_s"]),
-                            float(command["total_limit_s"]))
+                            float(command["total_limit_s"]), float(command.get("own_limit_s", 40)), cells)
             kernel.close()
             kernel = None
         elif op == "file_tests":
@@ -135,30 +147,131 @@ def serve(supervisor: socket.socket, kernel: socket.socket | None, kernel_pid: i
 
 
 def _notebook_tests(connection, tests: list[QuestionTests], kernel: socket.socket, kernel_pid: int,
-                    call_limit_s: float, total_limit_s: float) -> None:
+                    call_limit_s: float, total_limit_s: float, own_limit_s: float = 40.0,
+                    cells: dict[int, str] | None = None) -> None:
     started = time.monotonic()
     try:
-        client = remote.Client.connected(remote.Connection(kernel), SERVER_HELLO_TIMEOUT_S, pid=kernel_pid,
-                                         call_limit_s=call_limit_s, total_limit_s=total_limit_s)
-    except remote.NotGraded as error:
+        client = test_side.Client.connected(Connection(kernel), SERVER_HELLO_TIMEOUT_S, pid=kernel_pid,
+                                            call_limit_s=call_limit_s, total_limit_s=total_limit_s, cells=cells)
+    except test_side.NotGraded as error:
         client, unreachable = None, str(error)
-    for test_file in tests:
-        for case in test_file.cases:
-            if not case.parameters:
-                continue
-            if client is None:
-                _send_verdict(connection, test_file, case, False, f"❌ Not graded: {unreachable}")
-                continue
+    clock = OwnClock()
+    if client is not None:
+        client.call_clock = clock.paused
+    questions = [test_file for test_file in tests if any(case.parameters for case in test_file.cases)]
+    own_used = 0.0
+    with _memory_limited(TEST_MEMORY_MB):
+        for index, test_file in enumerate(questions):
+            left = len(questions) - index  # this question and those after it share what is left
+            if client is not None:
+                client.begin_question(test_file.question, (total_limit_s - client.used_s) / left)
+            clock.start(test_file.question, (own_limit_s - own_used) / left)
             try:
-                client.reset()
-            except remote.NotGraded as error:
-                _send_verdict(connection, test_file, case, False, f"❌ Not graded: {error}")
-                continue
-            _send_verdict(connection, test_file, case, *run_case(test_file, case, client.namespace()))
+                for case in test_file.cases:
+                    if case.parameters:
+                        _notebook_case(connection, client, test_file, case, unreachable if client is None else "",
+                                       clock)
+            finally:
+                own_used += clock.stop()
     if client is not None:
         client.stop()
         connection.send({"op": "log", "text": f"ran the notebook's tests in {time.monotonic() - started:.1f} s; calls "
-                                              f"into the notebook took {client.used_s:.1f} s"}, [])
+                                              f"into the notebook took {client.used_s:.1f} s, the tests' own code "
+                                              f"{own_used:.1f} s"}, [])
+
+
+def _notebook_case(connection, client, test_file: QuestionTests, case: CaseDecorator, unreachable: str,
+                   clock: "OwnClock") -> None:
+    if client is None:
+        _send_verdict(connection, test_file, case, False, f"❌ Not graded: {unreachable}")
+        return
+    try:
+        client.reset()
+    except test_side.NotGraded as error:
+        _send_verdict(connection, test_file, case, False, f"❌ Not graded: {error}")
+        return
+    _send_verdict(connection, test_file, case, *run_case(test_file, case, client.namespace(), clock))
+
+
+class OwnClock:
+    """The tests' own time for one question: a wall-clock alarm (SIGALRM) that runs while a test's code runs and
+    stops while it calls into the notebook (those calls have their own limits), so that the time a test's own code
+    takes is charged to its question."""
+
+    def __init__(self):
+        self.question, self.limit_s, self.left_s, self.armed_at = None, 0.0, 0.0, None
+
+    def start(self, question: str, limit_s: float) -> None:
+        self.question, self.limit_s, self.left_s = question, limit_s, limit_s
+        signal.signal(signal.SIGALRM, self._expired)
+
+    def stop(self) -> float:
+        """The question's time used."""
+        self._disarm()
+        self.question = None
+        return self.limit_s - self.left_s
+
+    @contextlib.contextmanager
+    def running(self):
+        """Around a test's own code (run_case): raises TestTimeLimitExceeded in it once the question's time is spent."""
+        if self.question is None:
+            yield
+            return
+        self._arm()
+        try:
+            yield
+        finally:
+            self._disarm()
+
+    @contextlib.contextmanager
+    def paused(self):
+        if self.armed_at is None:
+            yield
+            return
+        self._disarm()
+        try:
+            yield
+        finally:
+            self._arm()
+
+    def _arm(self) -> None:
+        self.armed_at = time.monotonic()
+        signal.setitimer(signal.ITIMER_REAL, max(self.left_s, 0.001))
+
+    def _disarm(self) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        if self.armed_at is not None:
+            self.left_s -= time.monotonic() - self.armed_at
+            self.armed_at = None
+
+    def _expired(self, signum, frame):
+        if self.armed_at is not None and self.question is not None:
+            raise TestTimeLimitExceeded(f"the tests of {self.question} ran their own code longer than the "
+                                        f"{self.limit_s:.0f} s allowed for that question")
+
+
+@contextlib.contextmanager
+def _memory_limited(extra_mb: int):
+    """RLIMIT_DATA (the soft limit, which the process may raise again) at what it holds plus `extra_mb`: a test that
+    would take the test process past it gets a MemoryError (charged to the call whose reply caused it, in
+    sandbox.test_side), instead of the supervisor's watch of the whole tree killing the notebook for it."""
+    import resource
+
+    try:
+        with open("/proc/self/status") as status:
+            mapped_kb = next(int(line.split()[1]) for line in status if line.startswith("VmData:"))
+        soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        limit = (mapped_kb // 1024 + extra_mb) * 2**20
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+    except (OSError, ValueError, StopIteration):
+        yield
+        return
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
 
 
 def _send_verdict(connection, test_file: QuestionTests, case: CaseDecorator, passed: bool, message: str) -> None:
@@ -197,14 +310,16 @@ def _seed(seed: int = 0) -> None:
     torch.manual_seed(seed)
 
 
-def run_case(test_file: QuestionTests, case: CaseDecorator, environment) -> tuple[bool, str]:
+def run_case(test_file: QuestionTests, case: CaseDecorator, environment, clock: OwnClock | None = None
+             ) -> tuple[bool, str]:
     """Run one test case with `environment` (the notebook's variables, as proxies, or nothing), as otter calls it:
     each parameter gets the variable of that name (`env`: the whole environment); (passed, message)."""
     _seed()
     printed, sys.stdout = sys.stdout, io.StringIO()
     try:
-        kwargs = {name: environment if name == "env" else environment.get(name) for name in case.parameters}
-        case.test_func(**kwargs)
+        with clock.running() if clock is not None else contextlib.nullcontext():
+            kwargs = {name: environment if name == "env" else environment.get(name) for name in case.parameters}
+            case.test_func(**kwargs)
     except Exception as error:  # noqa: BLE001 - a failed test
         return False, failure_message(test_file, case, error)
     finally:
@@ -218,15 +333,18 @@ def run_case(test_file: QuestionTests, case: CaseDecorator, environment) -> tupl
 # what a failure says
 # ---------------------------------------------------------------------------------------------------------------
 def failure_message(test_file: QuestionTests, case: CaseDecorator, error: BaseException) -> str:
-    if isinstance(error, remote.NotGraded):
+    if isinstance(error, test_side.NotGraded):
         return f"❌ Not graded: {_short(str(error), MAX_MESSAGE)}"
     line = _failing_line(test_file, error)
-    in_notebook = getattr(error, "raised_in_notebook", None)
+    in_notebook = getattr(error, "raised_in_notebook", None)  # written by the grader (sandbox.test_side._error)
+    if isinstance(error, TestTimeLimitExceeded):
+        return f"❌ Not graded: {_short(str(error), MAX_MESSAGE)}"
     if case.hidden:
-        if isinstance(error, remote.CallTimeLimitExceeded):
+        if isinstance(error, test_side.CallTimeLimitExceeded):
             said = str(error)
         elif in_notebook is not None:
-            said = f"your code raised {type(error).__name__}" + (f" ({in_notebook})" if in_notebook else "")
+            said = f"your code raised {getattr(error, 'raised_as', type(error).__name__)}" + \
+                (f" ({in_notebook})" if in_notebook else "")
         elif isinstance(error, AssertionError) and line is not None:
             said = _assertion_words(test_file, line) or f"an assertion failed (line {line} of the test)"
         else:  # the test's own code failed on what the student's code returned
@@ -237,7 +355,10 @@ def failure_message(test_file: QuestionTests, case: CaseDecorator, error: BaseEx
     if line is not None:
         source_line = test_file.source.splitlines()[line - 1].strip() if line <= len(test_file.source.splitlines()) else ""
         where = f"Error at line {line} in test {test_file.question}:\n  {source_line}\n"
-    return "❌ Test case failed\n" + _short(f"{where}{type(error).__name__}: {error}", MAX_MESSAGE)
+    # an exception of the notebook's code: its text is the grader's (sandbox.test_side._error), its type a builtin's
+    said = (f"your code raised an exception" + (f" ({in_notebook})" if in_notebook else "")
+            if getattr(error, "raised_as", None) == "an exception" else f"{type(error).__name__}: {error}")
+    return "❌ Test case failed\n" + _short(f"{where}{said}", MAX_MESSAGE)
 
 
 def _failing_line(test_file: QuestionTests, error: BaseException) -> int | None:
