@@ -182,6 +182,8 @@ def test_what_a_student_sees_at_once(reference_zip, tmp_path):
         weights = zf.read("a1_weights.safetensors")
         answers = zf.read(f"{A1.name}_written_answers.md")
 
+    for folder in ("broken", "raising", "empty"):
+        (tmp_path / folder).mkdir()
     reference = grade(reference_zip, A1, tmp_path / "reference", quiet=True)
     check = reference["tests"][0]
     assert check["name"] == "Submission check" and check["visibility"] == "visible" and check["max_score"] == 0
