@@ -83,6 +83,39 @@ def test_release_contains_no_solution_and_no_hidden_test(name):
                 assert test.name not in notebook, f"hidden test {test.name} ({question}) reached the student notebook"
 
 
+# Words that belong to the build and its history, not to a student's work: where and how the course was built, what
+# the graders know, earlier versions. A student reads the markdown and the comments; both must be free of them.
+BUILD_WORDS = re.compile(
+    r"\bmachine\b|\bcommit|`make |\bmake (release|env|test|mutation|student-path|grade)\b|reference run|\bprevious\b"
+    r"|2-core|graders? know|hidden tests read|README|not measured|when this was written|\|\s*before:", re.I)
+
+
+def _student_prose(notebook):
+    """(cell index, line) for every markdown line and every code comment of a notebook."""
+    for index, cell in enumerate(notebook["cells"]):
+        for line in "".join(cell["source"]).splitlines():
+            if cell["cell_type"] == "markdown":
+                yield index, line
+            elif cell["cell_type"] == "code" and "#" in line:
+                yield index, line[line.index("#"):]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_release_speaks_to_students_not_about_the_build(name):
+    notebook = json.loads(ASSIGNMENTS[name].release.read_text())
+    found = [f"cell {index}: {line.strip()[:120]}" for index, line in _student_prose(notebook) if BUILD_WORDS.search(line)]
+    assert not found, f"{ASSIGNMENTS[name].release} speaks about the build:\n" + "\n".join(found)
+
+
+def test_build_words_are_caught():
+    caught = ["on the course's 2-core machine", "the previous graded model", "see the course README",
+              "which the graders know", "(the hidden tests read the weights from them)", "| before: 200 tokens | 85% |",
+              "written by make release (course.toml)", "not measured: no GPU was available when this was written"]
+    assert all(BUILD_WORDS.search(line) for line in caught)
+    fine = ["Make sure you have run all cells", "the character before", "a reference to the tensor", "make sure"]
+    assert not any(BUILD_WORDS.search(line) for line in fine)
+
+
 def test_gradescope_requirements_pin_the_repository_versions():
     """The grading image gets the same library versions as the course environment, and Python 3.11."""
     import re

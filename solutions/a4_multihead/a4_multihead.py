@@ -58,6 +58,8 @@
 # This notebook stands on its own: you write attention again inside `forward` (reuse your assignment 3 code if you like,
 # by pasting it into this notebook). Hidden tests run your code on fresh inputs when you submit; cells marked *not
 # graded* are skipped by the autograder.
+#
+# **Time.** Training the small model of section 4 takes about a minute on a laptop CPU (not graded).
 
 # %% tags=["otter_ignore"]
 # Setup: make release writes the course's install-and-check lines here (autograder/config.py).
@@ -74,7 +76,7 @@ from course import data, text, training, plotting
 
 training.seed_everything(42)
 DEVICE = training.get_device()
-CPU_TRAINING = "about a minute"  # this notebook's training on a laptop CPU; seconds on a GPU
+CPU_TRAINING = "about a minute"  # this notebook's training on a laptop CPU
 print(training.device_report(CPU_TRAINING))
 
 # %%

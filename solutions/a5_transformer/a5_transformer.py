@@ -56,6 +56,9 @@
 # never retrains your model.
 #
 # **How to work**: fill in every `...`, run the check under it, then train and run the export cell at the end.
+#
+# **Time and target.** Training takes about 80 s on a laptop CPU; a correct solution reaches about 88.5% test accuracy
+# (86% passes).
 
 # %% tags=["otter_ignore"]
 # Setup: make release writes the course's install-and-check lines here (autograder/config.py).
@@ -69,7 +72,7 @@ from course import data, text, training, plotting
 
 training.seed_everything(42)
 DEVICE = training.get_device()
-CPU_TRAINING = "about 80 s"  # this notebook's training on a laptop CPU; seconds on a GPU
+CPU_TRAINING = "about 80 s"  # this notebook's training on a laptop CPU
 print(training.device_report(CPU_TRAINING))
 
 # %%
@@ -606,16 +609,11 @@ def test_classifier_returns_logits_and_uses_dropout(TransformerClassifier):
 # **one epoch** with a **one-cycle learning rate**: it rises linearly from 0 to 2e-3 over the first 10% of the batches,
 # then falls linearly to 0 (`training.warmup_then_decay`, stepped after every batch by `training.fit`).
 #
-# **Time.** On the course's 2-core machine the training cell took 75–77 s of one CPU thread (three seeds, the machine
-# shared with other jobs) and evaluating the 25,000 test reviews 64–73 s; on a GPU, seconds (not measured: no GPU
-# was available when this was written).
-#
-# **What helped.** Test accuracy on the 25,000 test reviews; one run each (seed 42), on one CPU thread, with a script that
-# trains like this cell (other rows change one thing of the row they name):
+# **What else we tried and what it gave.** Test accuracy on the 25,000 test reviews, one run each (seed 42); each row
+# changes one thing of the row it names:
 #
 # | recipe | test accuracy |
 # |---|---|
-# | before: first 200 tokens, 15,000 training reviews, constant learning rate 1e-3, dropout inside attention | 85.9% |
 # | **A**: first 400 tokens, 22,500 training reviews, one-cycle up to 2e-3 | 88.2% |
 # | A with the first 200 tokens | 86.1% |
 # | A with 15,000 training reviews (the lecture's split) | 87.4% |
@@ -624,15 +622,16 @@ def test_classifier_returns_logits_and_uses_dropout(TransformerClassifier):
 # | A with width 128, feed-forward 256 | 88.1% (no gain) |
 # | A with a second epoch (one-cycle over both), dropout 0.3, weight decay 0.1 | 87.6% (87.8% after the first epoch) |
 # | A with a second epoch, 10% of the training words replaced by 0 | 88.3% (88.2% after the first epoch) |
-# | **this recipe**: A with the first 512 tokens | 88.4%, 88.6%, 88.6% (seeds 42, 1, 2) |
-# | A with the first 1,024 tokens | 88.6%, 88.6%, 88.9% (seeds 42, 1, 2) |
-# | this recipe with two blocks | 88.5% (training took 268 s, against 94–165 s for one block) |
+# | **this recipe**: A with the first 512 tokens | 88.5% |
+# | A with the first 1,024 tokens | 88.6% |
+# | this recipe with two blocks | 88.5% (no gain; training takes twice as long) |
 #
 # Reading whole reviews and the learning-rate schedule matter most; more training reviews next. A second epoch does
 # not pay: the 640,000 embedding weights memorise the training reviews (training loss 0.19 against 0.37 after one
 # epoch). 1,024 tokens would add about 0.2 points, but with attention written by hand (softmax) a batch of 64 such
 # reviews takes 4 GB and 8 s per step on a CPU; at 512 tokens, 1.6 GB and 1.4 s.
-# Keep `MAX_LEN`, `D_MODEL`, `NUM_HEADS`, `D_FF` and `NUM_BLOCKS` as they are: the grader rebuilds this architecture.
+# Keep `MAX_LEN`, `D_MODEL`, `NUM_HEADS`, `D_FF` and `NUM_BLOCKS` as they are: the autograder rebuilds this
+# architecture from your weights.
 
 # %% tags=["otter_ignore"]
 MAX_LEN, D_MODEL, NUM_HEADS, D_FF, NUM_BLOCKS, DROPOUT = 512, 64, 4, 128, 1, 0.1
@@ -686,11 +685,11 @@ plotting.plot_history(history, "Transformer classifier (one epoch: one point per
 #
 # The grader loads `a5_weights.safetensors` into its own copy of this architecture (width 64, 4 heads, feed-forward 128,
 # one block, the first 512 tokens of each review) on a CPU and measures accuracy on all 25,000 IMDB test reviews.
-# **To pass, test accuracy must be at least 86%.** The reference solution, trained by the cells above, reached 88.50%,
-# 88.41% and 88.50% on the test split with seeds 42, 1 and 2; the threshold is 2.4 points below the worst seed, a margin
-# for seed-to-seed variation and other hardware (accuracy swings 1–2 points between nearby training steps), not for a
-# broken model: a model that ignores word order entirely (assignment 2) scores 87–88%. Validation accuracy read 0.9–1.5
-# points above test accuracy (89.3–90.0% for the runs above), so aim for a validation accuracy of at least 87.5%.
+# **To pass, test accuracy must be at least 86%.** A correct solution trained by the cells above reaches 88.4–88.5%
+# (seeds 42, 1 and 2); the margin covers seed-to-seed variation and other hardware (accuracy swings 1–2 points between
+# nearby training steps), not a broken model: a model that ignores word order entirely (assignment 2) scores 87–88%.
+# Validation accuracy reads 0.9–1.5 points above test accuracy (89.3–90.0%), so aim for a validation accuracy of at
+# least 87.5%.
 #
 # Evaluating the 25,000 test reviews below takes about a minute on a CPU.
 
@@ -806,7 +805,7 @@ for sentence in ["the restaurant is not too terrible", "terrible too not is rest
 # %% [markdown]
 # ## 7. From a bag of words to a Transformer (not graded)
 #
-# Every classifier of the course on the same 25,000 test reviews, as measured when the course was built (the table
+# Every classifier of the course on the same 25,000 test reviews, as our solutions score them (the table
 # `plotting.COURSE_TEST_ACCURACY`, seed 42 each), and yours in red. Assignments 3 and 4 trained small demonstration
 # models (8,000 reviews, the last 128 tokens, two epochs, no positions), not tuned ones.
 #
