@@ -131,7 +131,8 @@ class BagOfWordsClassifier(BagOfWordsClassifier):
         return self.mlp(tfidf_l2(x, self.idf))
 """,
     },
-    "q7_word_order": {"says order matters": "order_matters = True"},
+    "q7_word_order": {"says order matters": "order_matters = True", "a string, not a bool": 'order_matters = "False"',
+                      "left as the stub's ...": "order_matters = ..."},
 }
 
 

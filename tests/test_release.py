@@ -116,6 +116,42 @@ def test_build_words_are_caught():
     assert not any(BUILD_WORDS.search(line) for line in fine)
 
 
+def _points_label(name, question):
+    """The line a question's text ends with: its points, public and hidden, resolved from its tests as otter does."""
+    from otter.test_files.abstract_test import TestCase, TestFile
+
+    master = load(name)
+    cases = [TestCase(t.name, None, t.hidden, t.points, None, None) for t in master.tests[question]]
+    resolved = TestFile.resolve_test_file_points(master.points[question], cases)
+    public = sum(case.points for case in resolved if not case.hidden)
+    hidden = sum(case.points for case in resolved if case.hidden)
+    total = public + hidden
+    return f"**({total:g} point{'s' if total != 1 else ''}: {public:g} public, {hidden:g} hidden)**"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_question_shows_the_points_its_tests_give(name):
+    """The last markdown cell before each question states its points as the tests give them, and no other points
+    label is left in the notebook (a stale one after a test config changed)."""
+    import jupytext
+
+    from autograder.assignments import ROOT
+
+    cells = jupytext.read(ROOT / "solutions" / name / f"{name}.py").cells
+    expected, markdown = [], None
+    for cell in cells:
+        if cell.cell_type == "markdown":
+            markdown = cell.source
+        elif cell.cell_type == "raw" and cell.source.lstrip("# ").upper().startswith("BEGIN QUESTION"):
+            question = re.search(r"^name:\s*(\S+)", cell.source, re.M)[1]
+            label = _points_label(name, question)
+            assert markdown is not None and markdown.rstrip().endswith(label), (
+                f"{name} {question}: the markdown before the question must end with {label}")
+            expected.append(label)
+    stated = re.findall(r"\*\*\(\d+(?:\.\d+)? points?: [^)]*\)\*\*", "\n".join(c.source for c in cells if c.cell_type == "markdown"))
+    assert stated == expected, f"{name}: points labels {stated} do not match the questions' {expected}"
+
+
 def test_gradescope_requirements_pin_the_repository_versions():
     """The grading image gets the same library versions as the course environment, and Python 3.11."""
     import re

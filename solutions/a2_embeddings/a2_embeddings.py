@@ -104,6 +104,12 @@ EMBEDDING_DIM = 20   # the lecture's (small) embedding size
 #
 # Return a `torch.int64` tensor (what `nn.Embedding` needs) of shape `(len(sequences), max_length)`. The sequences may
 # be Python lists or NumPy arrays. Write it yourself (do not call `course.text.pad_sequences`).
+#
+# **Example** (the check below): `pad_or_truncate([[5, 6], [1, 2, 3, 4, 5, 6], []], 4)` is the int64 tensor
+# `[[0, 0, 5, 6], [3, 4, 5, 6], [0, 0, 0, 0]]` of shape `(3, 4)`; with `padding="post", truncating="post"` it is
+# `[[5, 6, 0, 0], [1, 2, 3, 4], [0, 0, 0, 0]]`.
+#
+# **(4 points: 1 public, 3 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -221,6 +227,12 @@ def test_pad_edge_cases(pad_or_truncate):
 # $$\mathbf{h} = \frac{\sum_t m_t\, \mathbf{w}_{x_t}}{\sum_t m_t},\qquad m_t = [x_t \neq 0].$$
 # (Unknown words also have index 0 in this course, so they are left out as well.) A review with no known word at all
 # has $\sum_t m_t = 0$: return a zero vector for it, never NaN. Do not modify the inputs.
+#
+# **Example** (the check below): with `vectors = [[[9, 9], [1, 2], [3, 4]], [[5, 5], [6, 6], [7, 1]]]` (shape
+# `(2, 3, 2)`) and `ids = [[0, 4, 2], [0, 0, 3]]`, `masked_mean(vectors, ids)` is `[[2., 3.], [7., 1.]]`, shape `(2, 2)`:
+# the vectors at id 0 are left out.
+#
+# **(4 points: 1 public, 3 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -321,6 +333,11 @@ def test_masked_mean_all_padding_and_no_side_effects(masked_mean):
 # Keep the attribute names `self.embedding` and `self.head`: the grader loads your exported weights by these names.
 # Training goes through all of it: the head and every word vector of a review get gradients (with the masked mean,
 # the padding row 0 gets none), so nothing may be detached.
+#
+# **Example** (the check below): `EmbeddingClassifier(100, 8)` has `embedding.weight` (100, 8), `head.weight`
+# (1, 8) and `head.bias` (1,), and maps ids of shape `(5, 12)` to float32 logits of shape `(5,)`.
+#
+# **(3 points: 1 public, 2 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -520,6 +537,8 @@ for extra in (0, 256, 1024):
 # 85%.** A correct solution reaches 87.3–87.6% (seeds 42, 1 and 2); the margin of more than two points covers
 # seed-to-seed variation and a shorter or longer training. Export the masked-mean model
 # (`model`), not the plain-mean one.
+#
+# **(4 points: 1 public, 3 hidden)**
 
 # %% tags=["otter_ignore"]
 training.save_weights(model.cpu(), "a2_weights.safetensors")
@@ -596,6 +615,12 @@ def test_test_accuracy_of_exported_weights():
 # `words[i - 1]` (`vocab.words` lists the words of indices 1, 2, …). **Row 0** (padding and unknown words) and the rows
 # of words that GloVe does not know stay **zero**. Return the matrix as a float32 tensor of shape
 # `(len(words) + 1, glove_dim)` together with the number of vocabulary words missing from GloVe.
+#
+# **Example** (the check below): with `glove_index = {"the": 0, "movie": 1, "good": 2}` and
+# `glove_vectors = [[1, 2], [3, 4], [5, 6]]`, `build_embedding_matrix(["good", "zzyzx", "the"], glove_index, glove_vectors)`
+# returns the float32 matrix `[[0, 0], [5, 6], [0, 0], [1, 2]]` (shape `(4, 2)`) and `1` missing word.
+#
+# **(3 points: 1 public, 2 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -690,6 +715,12 @@ print("queen:", glove_matrix[vocab.index["queen"]][:6].numpy().round(3), "...")
 # and the dimension). With `freeze=True` the embedding must
 # not be trained at all: no gradient may reach it, so that only the linear head learns. With `freeze=False` the
 # GloVe vectors are only the starting point and are **fine-tuned** on our reviews with the rest of the model.
+#
+# **Example** (the check below): for `matrix = torch.arange(12.).reshape(4, 3)`,
+# `pretrained_classifier(matrix, freeze=True)` has an `embedding.weight` equal to `matrix` (shape `(4, 3)`) and a
+# `head.weight` of shape `(1, 3)`.
+#
+# **(3 points: 1 public, 2 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -819,6 +850,12 @@ for name, acc in results.items():
 # Write `nearest_neighbours(matrix, query, k)`: the indices of the `k` rows of `matrix` (a float32 tensor) most similar
 # to the vector `query` (a float32 tensor, not zero), most similar first, as an int64 tensor. Rows that are all zero (padding, words missing from GloVe) have no
 # direction: never return them.
+#
+# **Example** (the check below): for the rows `[[0, 0], [10, 0], [1, 1], [0, 3], [-1, 0.2]]` and the query `[1, 0.1]`,
+# `nearest_neighbours(matrix, query, 3)` is `tensor([1, 2, 3])` (int64): row 1 comes first (its direction is closest) although
+# it is ten times longer, and row 0 (all zero) is never returned.
+#
+# **(3 points: 1 public, 2 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION

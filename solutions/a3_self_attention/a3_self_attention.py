@@ -100,6 +100,12 @@ import torch.nn.functional as F
 # `i` attends to token `j`). No scaling here: that comes in part 2. It must work for any batch size and length (a batch
 # of one, a single token) and stay differentiable along every path, through `w` too: no `.detach()`, no
 # `torch.no_grad()` (the models of this assignment learn through it; the same holds for parts 2 and 3).
+#
+# **Example** (the check below): for `x = [[[1, 0], [0, 1], [1, 1]]]` (shape `(1, 3, 2)`), `w` has shape
+# `(1, 3, 3)` and `y` shape `(1, 3, 2)`; row 0 of `w` is softmax([1, 0, 1]) = `[0.4223, 0.1554, 0.4223]`, and every row of
+# `w` sums to 1.
+#
+# **(3 points: 1 public, 2 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -217,6 +223,12 @@ def test_simple_is_permutation_equivariant(simple_self_attention):
 # Use `torch.softmax` (or `F.softmax`): it subtracts the row maximum before exponentiating, so scores of $10^4$ do not
 # overflow. Do not call `F.scaled_dot_product_attention` here (it does not return the weights); the hidden tests compare
 # with it.
+#
+# **Example** (the check below): one query `q = [[[2, 0, 0, 0]]]`, two keys `k = [[[1, 0, 0, 0], [0, 0, 0, 0]]]` and
+# values `v = [[[1, 0], [0, 1]]]`: the scores are `[2, 0] / √4 = [1, 0]`, so the weights (shape `(1, 1, 2)`) and the output
+# (shape `(1, 1, 2)`) are both `[0.7311, 0.2689]`.
+#
+# **(5 points: 1 public, 4 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -430,6 +442,11 @@ plt.show()
 # Keep the attribute names `self.query`, `self.key`, `self.value`: the checks set and read the weights by these names.
 # `forward(x, mask=None)` returns `(y, weights)` like your `scaled_dot_product_attention`, which you should call, and
 # passes the mask on. Gradients must reach all three maps, weights and biases.
+#
+# **Example** (the check below): `SelfAttention(8)` has three `nn.Linear` maps `query`, `key` and `value`; for
+# an input of shape `(2, 5, 8)` it returns `y` of shape `(2, 5, 8)` and weights of shape `(2, 5, 5)`.
+#
+# **(4 points: 1 public, 3 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -558,6 +575,10 @@ def test_module_matches_manual_computation(SelfAttention):
 # the prediction: a review gives the same logit whether it is padded to 20 or 256 tokens, and a review of one word gets
 # `classifier` of that word's attention output. Keep everything differentiable: training must reach the embeddings,
 # the three maps of the attention layer and the classifier.
+#
+# **Example** (the check below): `AttentionClassifier(50, 8)` maps ids of shape `(4, 10)` to logits of shape `(4,)`.
+#
+# **(3 points: 1 public, 2 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION

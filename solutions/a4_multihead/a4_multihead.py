@@ -97,6 +97,12 @@ import torch.nn.functional as F
 # **Careful**: `x.view(batch, num_heads, t, d_head)` has the right *shape* but the wrong content: it cuts the flat
 # memory of each sequence into blocks of whole tokens, mixing features of different tokens. First expose the heads
 # along the feature axis, `(batch, t, num_heads, d_head)`, then move the head axis forward.
+#
+# **Example** (the check below): for `x = torch.arange(12.).view(1, 3, 4)` (3 tokens of 4 features) and 2 heads,
+# `split_heads(x, 2)` has shape `(1, 2, 3, 2)`: head 0 is `[[0, 1], [4, 5], [8, 9]]` and head 1 is
+# `[[2, 3], [6, 7], [10, 11]]`.
+#
+# **(2 points: 1 public, 1 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -157,6 +163,11 @@ def test_split_random_shapes(split_heads):
 # `split_heads` and concatenates the heads' features of each token, head 0 first: `(batch, h, t, d_head)` →
 # `(batch, t, h * d_head)`. After a `transpose` the tensor is no longer contiguous in memory, so `view` will complain:
 # use `reshape` or call `.contiguous()` first.
+#
+# **Example** (the check below): `merge_heads` of the output of the `split_heads` example above gives back
+# `torch.arange(12.).view(1, 3, 4)`, shape `(1, 3, 4)`.
+#
+# **(2 points: 1 public, 1 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -236,6 +247,11 @@ def test_merge_inverts_split(merge_heads):
 # It must work for any batch size and sequence length (a batch of one, a single token) and stay differentiable: the
 # hidden tests compare your outputs, weights and **gradients** (of the input and of every projection) with those of
 # `nn.MultiheadAttention`, so nothing may be detached or computed under `torch.no_grad()`.
+#
+# **Example** (the check below): `MultiHeadSelfAttention(16, 4)` maps an input of shape `(2, 5, 16)` to `y` of shape
+# `(2, 5, 16)` and weights of shape `(2, 4, 5, 5)` (batch, heads, t, t).
+#
+# **(6 points: 1 public, 5 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION

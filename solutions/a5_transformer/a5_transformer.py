@@ -96,6 +96,12 @@ VOCAB_SIZE = 10_000  # index 0: unknown words and padding, 1..9999: the most fre
 # barely move over a few hundred positions. Position 0 is therefore `[0, 1, 0, 1, …]`.
 #
 # Return a `float32` tensor of shape `(max_len, d_model)`. A vectorised version needs no Python loop, but a loop is fine.
+#
+# **Example** (the check below): `positional_encoding(10, 8)` is a float32 tensor of shape `(10, 8)`; row 0 is
+# `[0, 1, 0, 1, 0, 1, 0, 1]` (sin 0 and cos 0), and row 1 is
+# `[0.8415, 0.5403, 0.0998, 0.9950, 0.0100, 0.9999, 0.0010, 1.0000]` (frequencies 1, 0.1, 0.01 and 0.001).
+#
+# **(3 points: 1 public, 2 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -220,6 +226,12 @@ plt.show()
 # matrix in memory; without it, `nn.MultiheadAttention` uses a fused kernel that never does. On a CPU, one training
 # step on 64 reviews of 512 tokens took 0.48 s and 0.75 GB without it, 2.0 s and 1.8 GB with it (softmax written by
 # hand: 1.4 s and 1.6 GB). It is also what makes the longer reviews of section 4 affordable.
+#
+# **Example** (the check below): `TransformerBlock(16, 2, 32)` holds `norm1`, `attn` (`attn.in_proj_weight` of
+# shape `(48, 16)`, `attn.out_proj.weight` `(16, 16)`), `norm2` and `ffn` (`ffn.0.weight` `(32, 16)`, `ffn.2.weight`
+# `(16, 32)`), and maps an input of shape `(3, 5, 16)` to an output of the same shape.
+#
+# **(4 points: 1 public, 3 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -429,6 +441,13 @@ def test_block_padding_and_permutation(TransformerBlock):
 #
 # Training must reach every parameter (nothing detached), and with `dropout=0.0` training mode computes what eval
 # mode computes.
+#
+# **Example** (the check below): `TransformerClassifier(100, 20, 16, 2, 32, num_blocks=2)` has `embedding.weight`
+# `(100, 16)` (standard deviation about 0.02), `blocks.0.…` and `blocks.1.…` as in the block above, `norm` and
+# `head.weight` `(1, 16)`, and no `positions` in its `state_dict`; ids of shape `(3, 9)` with an all-False padding mask give
+# logits of shape `(3,)`.
+#
+# **(4 points: 1 public, 3 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -692,6 +711,8 @@ plotting.plot_history(history, "Transformer classifier (one epoch: one point per
 # least 87.5%.
 #
 # Evaluating the 25,000 test reviews below takes about a minute on a CPU.
+#
+# **(4 points: 1 public, 3 hidden)**
 
 # %% tags=["otter_ignore"]
 test_texts, test_labels = splits["test"]

@@ -107,6 +107,11 @@ N_EMBD = 128      # width of the residual stream (each head has N_EMBD // N_HEAD
 # ```
 #
 # Careful with the diagonal: a position always sees itself. (`torch.tril` or `torch.triu` help.)
+#
+# **Example** (the check below): `causal_mask(3)` is the bool tensor
+# `[[True, False, False], [True, True, False], [True, True, True]]`.
+#
+# **(2 points: 1 public, 1 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -166,6 +171,12 @@ def test_causal_mask_every_size(causal_mask):
 #
 # `q`, `k`, `v` have shape `(..., T, d)` (any number of leading batch or head dimensions) and `mask` has shape `(T, T)`.
 # Return both the output `(..., T, d)` and the weights `(..., T, T)`.
+#
+# **Example** (the check below): queries, keys and values of shape `(3, 5, 8)` with `mask = causal_mask(5)` give an
+# output of shape `(3, 5, 8)` and weights of shape `(3, 5, 5)` whose entries above the diagonal are exactly 0, whose rows
+# sum to 1, and whose first row is `[1, 0, 0, 0, 0]`.
+#
+# **(3 points: 1 public, 2 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -258,6 +269,11 @@ def test_masked_attention_matches_formula(masked_attention):
 #
 # (`F.scaled_dot_product_attention(q, k, v, is_causal=True)` computes the same thing faster; you may use it once your
 # own version passes. It does not return the weights, which we need for the heatmap below, so keep `masked_attention`.)
+#
+# **Example** (the check below): `CausalSelfAttention(32, 4)` maps an input of shape `(2, 10, 32)` to an output of
+# the same shape; changing the inputs at positions 5 to 9 leaves the outputs at positions 0 to 4 unchanged.
+#
+# **(3 points: 1 public, 2 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -395,6 +411,13 @@ def test_attention_matches_head_convention(CausalSelfAttention):
 # the model is small and trains for only a few minutes. Training must reach every parameter (the embeddings, both
 # sub-layers of every block, `ln_f`, `lm_head`): nothing may be detached. `__init__` fixes the layer names the grader expects, and
 # initialises the weights as GPT-2 does (normal, std 0.02): keep it.
+#
+# **Example** (the checks below): `GPT(vocab_size=11, block_size=16, n_layer=2, n_head=2, n_embd=16)` maps ids of
+# shape `(2, 9)` to logits of shape `(2, 9, 11)`; changing the tokens from position 5 on leaves the logits at positions 0
+# to 4 unchanged, and the first 3 ids alone give the first 3 rows of logits. The graded size maps `(1, 128)` ids to
+# `(1, 128, 65)` logits.
+#
+# **(4 points: 2 public, 2 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -566,6 +589,12 @@ def test_gpt_rejects_too_long_input(GPT):
 # Return the prompt followed by the new tokens, a 1-D tensor of length `len(prompt) + max_new_tokens`.
 # Passing a seeded `torch.Generator` makes the text reproducible (the same seed gives the same text, another seed other
 # text). A low temperature sharpens the distribution towards greedy decoding; a high one flattens it towards uniform.
+#
+# **Example** (the checks below): with a model whose logits depend only on the last token (a random 6 × 6 table,
+# `torch.Generator().manual_seed(0)`), `generate(model, torch.tensor([2, 0, 5]), 7, greedy=True)` returns the 1-D tensor
+# `[2, 0, 5, 2, 1, 4, 5, 2, 1, 4]`: the prompt and 7 new tokens. `temperature=0` or below raises a `ValueError`.
+#
+# **(5 points: 1 public, 4 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -910,6 +939,8 @@ print("largest weight above the diagonal:", torch.triu(weights[0, head], diagona
 # **To pass, the validation loss must be at most 1.73.** A correct solution, trained as above for 2,000 steps, reaches
 # 1.564–1.580 (seeds 42, 1 and 2); the margin covers seeds and other hardware, not a broken model: a bigram table
 # scores about 2.5, and the small model of the table in section 6 (2 layers of width 64, context 64) about 1.81.
+#
+# **(4 points: 1 public, 3 hidden)**
 
 # %% tags=["otter_ignore"]
 print(f"validation loss (as graded): {language_model.sequential_loss(model, val_ids, BLOCK_SIZE):.4f}")
