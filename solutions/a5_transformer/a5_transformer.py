@@ -686,7 +686,20 @@ def review_loader(sequences, labels, shuffle, batch_size=BATCH_SIZE):
     pairs.sort(key=lambda pair: len(pair[0]))  # evaluation: sorted by length
     return torch.utils.data.DataLoader(pairs, batch_size=batch_size, collate_fn=collate)
 
+# %% [markdown]
+# **Before training: a sanity check (not graded, seconds).** An untrained classifier guesses, so its loss is close to
+# $\ln 2 \approx 0.693$; and a correct model learns 16 reviews (their first 64 tokens) by heart, bringing their loss
+# below 0.05 in a few steps. If either fails, the message says what is likely wrong: fix it before training.
 
+# %% tags=["otter_ignore"]
+training.seed_everything(42)
+ids, padding_mask, labels = collate([(seq[:64], label) for seq, label in zip(train_ids[:16], train_labels[:16])])
+training.sanity_check(TransformerClassifier(VOCAB_SIZE, MAX_LEN, D_MODEL, NUM_HEADS, D_FF, NUM_BLOCKS, DROPOUT),
+                      (ids, padding_mask, labels), training.binary_logit_loss, expected_initial=math.log(2),
+                      overfit_below=0.05, hint="Check the padding mask (True at padding here), the scale of the "
+                      "embeddings and positions, and the masked mean over the real tokens.")
+
+# %% tags=["otter_ignore"]
 training.seed_everything(42)
 model = TransformerClassifier(VOCAB_SIZE, MAX_LEN, D_MODEL, NUM_HEADS, D_FF, NUM_BLOCKS, DROPOUT)
 optimizer = torch.optim.AdamW(model.parameters(), lr=PEAK_LR, weight_decay=0.01)

@@ -846,6 +846,20 @@ train_ids, val_ids = language_model.train_val_split(ids, 0.9)
 print(f"{len(corpus):,} characters: {len(train_ids):,} for training, {len(val_ids):,} for validation")
 print(repr(tokenizer.decode(train_ids[:80])))
 
+# %% [markdown]
+# **Before training: a sanity check (not graded, seconds).** An untrained GPT guesses every character with about the
+# same probability, so its loss is close to $\ln 65 \approx 4.17$; and a correct model learns two windows of 32
+# characters by heart, bringing their loss below 0.5 in a few dozen steps. If either fails, the message says what is
+# likely wrong: fix it before the minutes of training.
+
+# %% tags=["otter_ignore"]
+training.seed_everything(42)
+inputs, targets = language_model.random_batch(train_ids, 32, 2, generator=torch.Generator().manual_seed(0))
+training.sanity_check(GPT(), (inputs, targets), language_model.lm_loss,
+                      expected_initial=math.log(VOCAB_SIZE), overfit_below=0.5,
+                      hint="Check causal_mask (True = may attend, diagonal included), masked_attention (-inf before the "
+                           "softmax) and that GPT.forward returns logits of shape (batch, t, vocabulary).")
+
 # %% tags=["otter_ignore"]
 STEPS, SEED = 2000, 42
 training.seed_everything(SEED)
