@@ -179,6 +179,14 @@ class SelfAttention(SelfAttention):
 """,
     },
     "q4_attention_classifier": {
+        "squeeze() without an axis (a batch of one gives a 0-d tensor)": """
+class AttentionClassifier(AttentionClassifier):
+    def forward(self, ids):
+        keep = ids != 0
+        y, _ = self.attention(self.embedding(ids), keep[:, None, :])
+        pooled = (y * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True).clamp(min=1)
+        return self.classifier(pooled).squeeze()
+""",
         "mean over padding too": """
 class AttentionClassifier(AttentionClassifier):
     def forward(self, ids):

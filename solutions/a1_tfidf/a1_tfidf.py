@@ -493,7 +493,10 @@ def test_model_computes_logits_of_tfidf(BagOfWordsClassifier):
     with torch.no_grad():
         expected = model.mlp(features).squeeze(-1)
         out = model(x)
+        assert tuple(out.shape) == (8,), f"expected one logit per review, shape (8,), got {tuple(out.shape)}"
         assert torch.allclose(out, expected, atol=1e-5), "forward must be mlp(tfidf_l2(x, idf)) with one logit per review"
+        one = model(x[:1])
+        assert tuple(one.shape) == (1,), f"a batch of one review must give shape (1,), got {tuple(one.shape)}"
         model.mlp[-1].bias.fill_(10.0)
         assert (model(x) > 1.5).all(), "forward must return raw logits, not sigmoid probabilities"
     dropouts = [m for m in model.mlp if isinstance(m, nn.Dropout)]

@@ -407,7 +407,9 @@ def test_model_computes_pooled_logits(EmbeddingClassifier):
             assert torch.allclose(out, expected, atol=1e-5), f"pooling={pooling!r}: forward must be head(pooled embeddings)"
             model.head.bias.fill_(10.0)
             assert (model(ids) > 1.5).all(), "forward must return raw logits, not sigmoid probabilities"
-            assert torch.allclose(model(ids[3:4]), model(ids)[3:4], atol=1e-5), "a batch of one must give that review's logit"
+            one = model(ids[3:4])
+            assert tuple(one.shape) == (1,), f"a batch of one review must give shape (1,), got {tuple(one.shape)}"
+            assert torch.allclose(one, model(ids)[3:4], atol=1e-5), "a batch of one must give that review's logit"
 
 # %%
 """ # BEGIN TEST CONFIG

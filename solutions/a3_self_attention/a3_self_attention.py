@@ -643,6 +643,7 @@ def test_classifier_ignores_padding(AttentionClassifier):
         assert torch.allclose(base, expected, atol=1e-5), (
             "without padding the logit must be classifier(mean over tokens of attention(embedding(ids)))")
         one_word = model(torch.tensor([[0, 0, 0, 7]]))
+        assert tuple(one_word.shape) == (1,), f"a batch of one review must give shape (1,), got {tuple(one_word.shape)}"
         y_word, _ = model.attention(model.embedding(torch.tensor([[7]])))
         assert torch.allclose(one_word, model.classifier(y_word[:, 0]).squeeze(-1), atol=1e-5), (
             "a review with a single real word, padded, must get classifier(attention output of that word): "
