@@ -239,3 +239,40 @@ def test_sanity_check_does_nothing_while_grading(monkeypatch):
             raise RuntimeError("a model must not run while grading")
 
     assert training.sanity_check(Exploding(), _tiny_batch(), training.binary_logit_loss, np.log(2), overfit_below=0.05) == {}
+
+
+def test_figures_draw_the_students_functions_and_wait_for_stubs(capsys):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course import plotting
+
+    def stub(*args):
+        ...
+
+    def broken(*args):
+        raise NotImplementedError("not yet")
+
+    def pe(max_len, d):
+        angle = torch.arange(max_len)[:, None] / 10000 ** (torch.arange(0, d, 2) / d)
+        return torch.stack([angle.sin(), angle.cos()], -1).reshape(max_len, d)
+
+    def split(x, h):
+        return x.view(x.shape[0], x.shape[1], h, -1).transpose(1, 2)
+
+    def merge(x):
+        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1)
+
+    assert plotting.causal_mask_figure(lambda n: torch.tril(torch.ones(n, n, dtype=torch.bool))) is not None
+    assert plotting.positional_encoding_figure(pe) is not None
+    assert plotting.heads_figure(split, merge) is not None
+    assert plotting.heads_figure(split, stub) is not None  # the heads are drawn before merge_heads works
+    for figure, functions in [(plotting.causal_mask_figure, [stub]), (plotting.positional_encoding_figure, [broken]),
+                              (plotting.heads_figure, [stub, merge])]:
+        assert figure(*functions) is None
+    printed = capsys.readouterr().out
+    assert "no figure yet: causal_mask returns Ellipsis" not in printed and "no figure yet: causal_mask returns None" in printed
+    assert "positional_encoding raised NotImplementedError" in printed and "no figure yet: split_heads" in printed
+    plt.close("all")

@@ -220,6 +220,15 @@ def test_merge_inverts_split(merge_heads):
 # # END QUESTION
 
 # %% [markdown]
+# Your `split_heads` and `merge_heads` as a picture (not graded; it appears once they pass their checks): 4 tokens of
+# 8 numbered features, 2 heads. Each head receives the same 4 tokens with its own slice of 4 features, and merging puts
+# them back side by side, head 0 first: the last panel must equal the first.
+
+# %% tags=["otter_ignore"]
+plotting.heads_figure(split_heads, merge_heads, t=4, d=8, num_heads=2)
+plt.show()
+
+# %% [markdown]
 # ## 3. The multi-head self-attention layer
 #
 # For input `x` of shape `(batch, t, d)` and `h` heads of size `d_head = d // h`:

@@ -183,6 +183,15 @@ def test_positional_encoding_pairs_on_unit_circle(positional_encoding):
 # # END QUESTION
 
 # %% [markdown]
+# Your encoding as a picture (not graded; it appears once `positional_encoding` passes its check). Left: dimensions
+# $2i$ (sine) and $2i+1$ (cosine) along the positions; the higher the pair, the slower the wave. Right: the whole
+# matrix, one column per position: nearby positions get similar columns, distant ones different.
+
+# %% tags=["otter_ignore"]
+plotting.positional_encoding_figure(positional_encoding, max_len=100, d_model=64)
+plt.show()
+
+# %% [markdown]
 # Each row is the "fingerprint" of a position; each column pair is a clock turning at its own speed. (Not graded.)
 
 # %% tags=["otter_ignore"]

@@ -159,6 +159,14 @@ def test_causal_mask_every_size(causal_mask):
 # # END QUESTION
 
 # %% [markdown]
+# Your mask as a picture (not graded; it appears once `causal_mask` passes its check): row $t$ is the position that
+# attends, and it may see the lit columns $0 \ldots t$ — the lower triangle, diagonal included.
+
+# %% tags=["otter_ignore"]
+plotting.causal_mask_figure(causal_mask, 8)
+plt.show()
+
+# %% [markdown]
 # ## 2. Masked self-attention
 #
 # Scaled dot-product attention as in the lecture, with a mask:
