@@ -245,7 +245,8 @@ plt.show()
 # `self.query`, `self.key`, `self.value`. All with biases. Keep the name `self.out` for the output projection. The hidden
 # tests copy the weights of a `torch.nn.MultiheadAttention` into your layer through these names.
 #
-# **Padding mask.** `mask` is `None` or a bool tensor of shape `(batch, t)`: **`True` marks a real token, `False` a
+# **Padding mask** (the course's convention of assignment 3, section 2). `mask` is `None` or a bool tensor of shape
+# `(batch, t)`: **`True` marks a real token, `False` a
 # padding token** that no query may attend to (its weight must be exactly 0). This is the polarity of assignment 3 and of
 # `F.scaled_dot_product_attention`. Beware: `nn.MultiheadAttention`'s `key_padding_mask` uses the **opposite** polarity
 # (True = ignore), so our `mask` corresponds to its `key_padding_mask=~mask`. To broadcast over heads and queries, give

@@ -217,9 +217,13 @@ plt.show()
 # in eval mode nothing is dropped. (Dropout inside the attention weights, as `nn.MultiheadAttention(dropout=...)` adds, is
 # allowed by the tests but not recommended: see below.) Everything stays differentiable: training must reach both sub-layers and the input.
 #
-# **Padding mask.** Reviews in a batch have different lengths, so shorter ones are padded at the end. `padding_mask` is
-# a boolean tensor of shape `(batch, length)` that is **`True` at padding positions** (PyTorch's `key_padding_mask`
-# convention). No position may attend to a padding position; `padding_mask=None` means no padding.
+# **Padding mask.** Reviews in a batch have different lengths, so shorter ones are padded at the end (assignments 2–4
+# padded in front; a model that sees positions should find every review's first word at position 0). `padding_mask` is
+# a boolean tensor of shape `(batch, length)` that is **`True` at padding positions**: the **opposite** of the course's
+# convention (assignment 3, section 2: `True` = may attend), because it goes unchanged into `nn.MultiheadAttention`'s
+# `key_padding_mask`. Where you need the course's mask, convert it: `keep = ~padding_mask` (`True` = a real token);
+# `F.scaled_dot_product_attention` takes `attn_mask=~padding_mask[:, None, None, :]`. No position may attend to a
+# padding position; `padding_mask=None` means no padding.
 #
 # Keep these attribute names (the grader loads your weights by name):
 # `norm1`, `norm2` (`nn.LayerNorm(d_model)`), `attn`, `ffn` (an `nn.Sequential` of `Linear`, `ReLU`, `Linear`) and a

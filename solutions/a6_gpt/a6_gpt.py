@@ -169,10 +169,12 @@ plt.show()
 # %% [markdown]
 # ## 2. Masked self-attention
 #
-# Scaled dot-product attention as in the lecture, with a mask:
-# $$\mathrm{scores} = \frac{Q K^\top}{\sqrt{d}},\qquad
+# Scaled dot-product attention as in the lecture, with a mask (the course's convention of assignment 3, section 2:
+# `True` = may attend). Here $q$, $k$, $v$ are the queries, keys and values of all positions, stacked as rows (the
+# lecture's $q_i$, $k_i$, $v_i$; its capital letters name the weight matrices that make them):
+# $$\mathrm{scores} = \frac{q\, k^\top}{\sqrt{d}},\qquad
 #   \mathrm{scores}_{ij} = -\infty \text{ where the mask is False},\qquad
-#   W = \mathrm{softmax}(\mathrm{scores}) \text{ along each row},\qquad \mathrm{out} = W V .$$
+#   W = \mathrm{softmax}(\mathrm{scores}) \text{ along each row},\qquad \mathrm{out} = W v .$$
 # $d$ is the size of the last dimension of `q`. Because $e^{-\infty} = 0$, masked weights come out **exactly 0** and
 # each row of $W$ still sums to 1. (Setting the scores to 0 instead would not work: $e^0 = 1$. Zeroing the weights
 # *after* the softmax would leave rows that no longer sum to 1.)
@@ -266,8 +268,8 @@ def test_masked_attention_matches_formula(masked_attention):
 # %% [markdown]
 # ## 3. Causal multi-head self-attention
 #
-# One linear layer `qkv` maps each position's vector (width $C$ = `n_embd`) to queries, keys and values at once
-# (width $3C$). **The grader rebuilds your model from its weights, so follow these conventions exactly:**
+# One linear layer `qkv` maps each position's vector (width $C$ = `n_embd`: the model width, $d$ in assignments 3–5;
+# GPT code calls it `n_embd` and writes shapes as `(B, T, C)`) to queries, keys and values at once (width $3C$). **The grader rebuilds your model from its weights, so follow these conventions exactly:**
 #
 # - split the last dimension of `self.qkv(x)` into three consecutive blocks of $C$: **q, k, v in that order**;
 # - split each of them into `n_head` heads of `C // n_head` **consecutive** dimensions: reshape `(B, T, C)` to
