@@ -8,6 +8,15 @@ A = "a1_tfidf"
 
 MISTAKES = {
     "q1_vocabulary": {
+        "keeps every word tied with the last one that makes the cut": """
+def build_vocabulary(token_lists, size):
+    c = Counter(w for t in token_lists for w in t)
+    ranked = sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))
+    if size <= 1 or not ranked:
+        return {}
+    last = ranked[: size - 1][-1][1]
+    return {w: i for i, (w, n) in enumerate(ranked, 1) if i < size or n == last}
+""",
         "cut before the sort (the first size - 1 words seen, then ranked)": """
 def build_vocabulary(token_lists, size):
     c = Counter(w for t in token_lists for w in t)

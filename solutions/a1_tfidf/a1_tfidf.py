@@ -178,6 +178,9 @@ def test_vocabulary_order_matches_counts(build_vocabulary):
     assert vocab == expected, "words must be ranked by their total number of occurrences (ties alphabetical)"
     tie_docs = [["pear", "apple"], ["fig"]]
     assert build_vocabulary(tie_docs, 10) == {"apple": 1, "fig": 2, "pear": 3}, "ties must be broken alphabetically"
+    at_the_cut = build_vocabulary([["pear", "apple", "fig", "kiwi", "kiwi"]], 3)  # the cut falls inside a tie of three
+    assert at_the_cut == {"kiwi": 1, "apple": 2}, (
+        f"size 3 keeps exactly 2 words; of the tied words the alphabetically first makes the cut, got {at_the_cut}")
 
 # %% [raw]
 # # END TESTS

@@ -205,6 +205,9 @@ def test_pad_edge_cases(pad_or_truncate):
             assert out[1] == [0] * 8, "an empty review must become all padding"
             expected = exact[1:] + [99] if truncating == "pre" else exact
             assert out[2] == expected, f"truncating={truncating!r}: one word too many must drop exactly one word"
+    short = pad_or_truncate([[1], [2, 3]], 5)  # every review shorter than max_length: the width is still max_length
+    assert tuple(short.shape) == (2, 5) and short.tolist() == [[0, 0, 0, 0, 1], [0, 0, 0, 2, 3]], (
+        f"every row has max_length = 5 entries even when all reviews are shorter, got {short.tolist()}")
     single = pad_or_truncate([[3, 4, 5]], 1).tolist()
     assert single == [[5]], f"max_length=1 with truncating='pre' keeps the last word, got {single}"
 
