@@ -258,6 +258,12 @@ def test_masked_attention_matches_formula(masked_attention):
         assert mine.grad is not None and torch.allclose(mine.grad, ref.grad, atol=1e-4), (
             f"the gradient with respect to {name} differs from the formula's: scores and weights must stay differentiable "
             "(no detach, no torch.no_grad)")
+    single = torch.randn(2, 1, 4, generator=gen)  # a sequence of one position
+    out1, w1 = masked_attention(single, single, single, torch.ones(1, 1, dtype=torch.bool))
+    assert tuple(out1.shape) == (2, 1, 4) and tuple(w1.shape) == (2, 1, 1), (
+        f"T = 1: expected output (2, 1, 4) and weights (2, 1, 1), got {tuple(out1.shape)} and {tuple(w1.shape)}")
+    assert torch.allclose(w1, torch.ones(2, 1, 1)) and torch.allclose(out1, single, atol=1e-6), (
+        "one position attends to itself with weight 1: the output is its value")
 
 # %% [raw]
 # # END TESTS
