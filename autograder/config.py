@@ -27,9 +27,9 @@ SETUP_MARKER = "# Setup: make release writes the course's install-and-check line
 # cannot live in the library; $assignment is the notebook's name.
 SETUP_BOOTSTRAP = Template("""\
 # Setup (not graded). In Colab it installs the course library and otter-grader (a minute or two); elsewhere it checks
-# that they are installed (README: For students). A quick run, to see every cell work (not to submit): set
-# COURSE_QUICK=1 first (`%env COURSE_QUICK=1`); training then stops after a few batches.
-COURSE_REPO = "https://github.com/transformers-course/transformers-course"  # written by make release (course.toml)
+# that they are installed (the course's page, section For students). A quick run, to see every cell work (not to
+# submit): set COURSE_QUICK=1 first (`%env COURSE_QUICK=1`); training then stops after a few batches.
+COURSE_REPO = "https://github.com/transformers-course/transformers-course"  # the course's repository
 COURSE_BRANCH = "main"
 import importlib.util, subprocess, sys, time
 

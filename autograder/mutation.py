@@ -19,7 +19,10 @@ For each question of a master, every solution region of its graded cells (the co
   `float("-inf")` -> `0.0`, `nn.Dropout(p)` -> `nn.Identity()`, `with torch.no_grad():` removed, `.detach()` added to
   a computed tensor (attention scores, weights, a module's output: they stop learning), and names swapped:
   `tril` / `triu`, `train` / `eval`, `sum` / `mean`, `min` / `max` (also as `clamp`'s keyword), `amax` / `amin`,
-  `argmax` / `argmin`, `sin` / `cos`, `zeros` / `ones`, `softmax` / `log_softmax`, `ReLU` / `GELU`.
+  `argmax` / `argmin`, `sin` / `cos`, `zeros` / `ones`, `softmax` / `log_softmax`, `ReLU` / `GELU`; a method's only
+  argument removed (`x.squeeze(-1)` -> `x.squeeze()`), a reduction over all axes instead of one (`x.sum(dim=-1)` ->
+  `x.sum()`, `torch.sum(x, 1)` -> `torch.sum(x)`), and a cut made before a sort instead of after it
+  (`sorted(a, key=k)[:n]` -> `sorted(list(a)[:n], key=k)`, `torch.argsort(s)[:k]` -> `torch.argsort(s[:k])`).
 
 Each mutant is executed in a forked process: the master's graded cells run one by one with the question's cell
 mutated (a cell that raises is skipped, as a notebook cell that fails leaves the rest of the notebook to run), then the
@@ -76,6 +79,10 @@ CMP_SWAPS = {ast.Lt: [ast.LtE, ast.Gt], ast.LtE: [ast.Lt], ast.Gt: [ast.GtE, ast
              ast.Is: [ast.IsNot], ast.IsNot: [ast.Is]}
 AUG_SWAPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult}
 DIFFERENTIABLE = {"softmax", "masked_fill", "matmul", "bmm", "einsum", "linear", "layer_norm", "embedding"}
+REDUCTIONS = {"sum", "mean", "max", "min", "amax", "amin", "prod", "norm", "argmax", "argmin", "any", "all", "std",
+              "var", "logsumexp", "count_nonzero"}  # over all axes when no dim is given
+AXIS_KEYWORDS = {"dim", "axis", "keepdim", "keepdims"}
+SORTS = {"sorted", "sort", "argsort", "topk"}
 
 
 @dataclass(frozen=True)
@@ -270,6 +277,28 @@ def mutations(node, parent, field):
                     out.append(("call skipped", f"{_src(node)} -> {_src(node.args[0])}", copy.deepcopy(node.args[0])))
             elif not (isinstance(parent, ast.Expr)):  # a method of a value: x.masked_fill(...) -> x
                 out.append(("method skipped", f"{_src(node)} -> {_src(receiver)}", copy.deepcopy(receiver)))
+        if not _is_function_call(node) and isinstance(node.func, ast.Attribute) and len(node.args) == 1 and \
+                not node.keywords and not (isinstance(node.func.value, ast.Name) and node.func.value.id == "self"):
+            new = copy.deepcopy(node)  # a method's only argument removed: x.squeeze(-1) -> x.squeeze()
+            new.args = []
+            out.append(("only argument removed", f"{_src(node)} -> {_src(new)}", new))
+        if name in REDUCTIONS and isinstance(node.func, ast.Attribute):
+            method = not _is_function_call(node)  # x.sum(dim=-1) -> x.sum(); torch.sum(x, 1) -> torch.sum(x)
+            new = copy.deepcopy(node)
+            new.args = [] if method else new.args[:1]
+            new.keywords = [k for k in new.keywords if k.arg not in AXIS_KEYWORDS]
+            change = f"{_src(node)} -> {_src(new)}"
+            if _src(new) != _src(node) and (method or node.args) and change not in {c for _, c, _ in out}:
+                out.append(("reduction over all axes", change, new))
+    # a cut made before the sort instead of after it: sorted(a, key=k)[:n] -> sorted(list(a)[:n], key=k)
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice) and isinstance(node.value, ast.Call) and \
+            _call_name(node.value) in SORTS and node.value.args:
+        new = copy.deepcopy(node.value)
+        first = new.args[0]
+        if _call_name(node.value) == "sorted":
+            first = ast.Call(func=ast.Name(id="list", ctx=ast.Load()), args=[first], keywords=[])
+        new.args[0] = ast.Subscript(value=first, slice=copy.deepcopy(node.slice), ctx=ast.Load())
+        out.append(("cut before sort", f"{_src(node)} -> {_src(new)}", new))
     if isinstance(node, ast.Attribute) and node.attr in SWAP:
         new = copy.deepcopy(node)
         new.attr = SWAP[node.attr]

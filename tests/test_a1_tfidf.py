@@ -8,6 +8,21 @@ A = "a1_tfidf"
 
 MISTAKES = {
     "q1_vocabulary": {
+        "keeps every word tied with the last one that makes the cut": """
+def build_vocabulary(token_lists, size):
+    c = Counter(w for t in token_lists for w in t)
+    ranked = sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))
+    if size <= 1 or not ranked:
+        return {}
+    last = ranked[: size - 1][-1][1]
+    return {w: i for i, (w, n) in enumerate(ranked, 1) if i < size or n == last}
+""",
+        "cut before the sort (the first size - 1 words seen, then ranked)": """
+def build_vocabulary(token_lists, size):
+    c = Counter(w for t in token_lists for w in t)
+    ranked = sorted(list(c.items())[: size - 1], key=lambda kv: (-kv[1], kv[0]))
+    return {w: i for i, (w, _) in enumerate(ranked, 1)}
+""",
         "index 0 given to a word": """
 def build_vocabulary(token_lists, size):
     c = Counter(w for t in token_lists for w in t)
@@ -88,6 +103,11 @@ def inverse_document_frequency(sequences, size):
 """,
     },
     "q4_tfidf_l2": {
+        "one norm over the whole batch instead of one per row": """
+def tfidf_l2(multi_hot_rows, idf):
+    weighted = multi_hot_rows * idf
+    return weighted / weighted.norm().clamp(min=1e-12)
+""",
         "normalising columns": """
 def tfidf_l2(x, idf):
     w = x * idf
@@ -109,6 +129,11 @@ def tfidf_l2(x, idf):
 """,
     },
     "q5_model": {
+        "squeeze() without an axis (a batch of one gives a 0-d tensor)": """
+class BagOfWordsClassifier(BagOfWordsClassifier):
+    def forward(self, multi_hot_rows):
+        return self.mlp(tfidf_l2(multi_hot_rows, self.idf)).squeeze()
+""",
         "returns probabilities": """
 class BagOfWordsClassifier(BagOfWordsClassifier):
     def forward(self, x):
@@ -131,7 +156,8 @@ class BagOfWordsClassifier(BagOfWordsClassifier):
         return self.mlp(tfidf_l2(x, self.idf))
 """,
     },
-    "q7_word_order": {"says order matters": "order_matters = True"},
+    "q7_word_order": {"says order matters": "order_matters = True", "a string, not a bool": 'order_matters = "False"',
+                      "left as the stub's ...": "order_matters = ..."},
 }
 
 

@@ -15,6 +15,20 @@ def test_every_question_has_public_and_hidden_tests():
 
 MISTAKES = {
     "q1_pad_or_truncate": {
+        "pads to the longest review when every review is shorter": """
+def pad_or_truncate(sequences, max_length, padding="pre", truncating="pre"):
+    width = min(max_length, max([len(s) for s in sequences] + [0]))
+    out = torch.zeros(len(sequences), width, dtype=torch.long)
+    for r, s in enumerate(sequences):
+        s = [int(v) for v in s]
+        kept = (s[-width:] if truncating == "pre" else s[:width]) if width else []
+        if kept:
+            if padding == "pre":
+                out[r, width - len(kept):] = torch.tensor(kept)
+            else:
+                out[r, :len(kept)] = torch.tensor(kept)
+    return out
+""",
         "pads at the wrong end": """
 def pad_or_truncate(sequences, max_length, padding="pre", truncating="pre"):
     out = torch.zeros(len(sequences), max_length, dtype=torch.long)
@@ -154,6 +168,11 @@ def masked_mean(vectors, ids):
 """,
     },
     "q3_model": {
+        "squeeze() without an axis (a batch of one gives a 0-d tensor)": """
+class EmbeddingClassifier(EmbeddingClassifier):
+    def forward(self, ids):
+        return self.head(masked_mean(self.embedding(ids), ids)).squeeze()
+""",
         "always the plain mean": """
 class EmbeddingClassifier(EmbeddingClassifier):
     def forward(self, ids):

@@ -134,6 +134,12 @@ def scaled_dot_product_attention(q, k, v, mask=None):
 """,
     },
     "q3_self_attention_module": {
+        "squeeze() on the outputs (one sequence of one token loses its axes)": """
+class SelfAttention(SelfAttention):
+    def forward(self, x, mask=None):
+        y, w = super().forward(x, mask)
+        return y.squeeze(), w.squeeze()
+""",
         "no biases": """
 class SelfAttention(SelfAttention):
     def __init__(self, dim):
@@ -179,6 +185,14 @@ class SelfAttention(SelfAttention):
 """,
     },
     "q4_attention_classifier": {
+        "squeeze() without an axis (a batch of one gives a 0-d tensor)": """
+class AttentionClassifier(AttentionClassifier):
+    def forward(self, ids):
+        keep = ids != 0
+        y, _ = self.attention(self.embedding(ids), keep[:, None, :])
+        pooled = (y * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True).clamp(min=1)
+        return self.classifier(pooled).squeeze()
+""",
         "mean over padding too": """
 class AttentionClassifier(AttentionClassifier):
     def forward(self, ids):

@@ -51,6 +51,12 @@ MISTAKES = {
         "True marks the blocked positions": "def causal_mask(T):\n    return torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)\n",
     },
     "q2_masked_attention": {
+        "weights squeezed on the key axis (a sequence of one position loses it)": """
+_reference_masked_attention = masked_attention
+def masked_attention(q, k, v, mask):
+    out, weights = _reference_masked_attention(q, k, v, mask)
+    return out, weights.squeeze(-1)
+""",
         "mask applied after the softmax": """
 def masked_attention(q, k, v, mask):
     w = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1) * mask

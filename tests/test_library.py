@@ -185,3 +185,94 @@ def test_fit_steps_a_scheduler_after_every_batch(monkeypatch):
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0)  # decayed to 0 after 16 steps
     assert len(history["seconds"]) == 2 and 0 < history["seconds"][0] <= history["seconds"][1]
 
+
+
+class _TinyClassifier(torch.nn.Module):
+    """Embedding bag + linear: one logit per row of ids; `scale` and `detach` make the two classic mistakes."""
+
+    def __init__(self, scale=1.0, detach=False):
+        super().__init__()
+        self.embedding, self.head = torch.nn.Embedding(50, 8), torch.nn.Linear(8, 1)
+        torch.nn.init.normal_(self.embedding.weight, std=0.1)
+        self.scale, self.detach = scale, detach
+
+    def forward(self, ids):
+        pooled = self.embedding(ids).mean(1)
+        return self.head(pooled.detach() if self.detach else pooled).squeeze(-1) * self.scale
+
+
+def _tiny_batch():
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 50, (16, 6), generator=generator), (torch.arange(16) % 2).float()
+
+
+def test_sanity_check_passes_a_correct_model_and_leaves_it_unchanged(monkeypatch):
+    monkeypatch.delenv(grading.GRADING_ENV, raising=False)
+    training.seed_everything(0)
+    model, threads = _TinyClassifier(), torch.get_num_threads()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = training.sanity_check(model, _tiny_batch(), training.binary_logit_loss, np.log(2), overfit_below=0.05,
+                                   lr=0.05)
+    assert abs(result["initial"] - np.log(2)) < 0.15 and result["final"] < 0.05 and result["seconds"] < 30
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the check must train a copy"
+    assert torch.get_num_threads() == threads
+
+
+@pytest.mark.parametrize("mistake,match", [
+    (dict(scale=200.0), "untrained model's loss"),  # logits far too large: the initial loss is far from ln 2
+    (dict(detach=True), "not below 0.05"),  # the embedding never learns: one batch cannot be memorised
+])
+def test_sanity_check_says_what_is_likely_wrong(monkeypatch, mistake, match):
+    monkeypatch.delenv(grading.GRADING_ENV, raising=False)
+    training.seed_everything(0)
+    with pytest.raises(AssertionError, match=match) as error:
+        training.sanity_check(_TinyClassifier(**mistake), _tiny_batch(), training.binary_logit_loss, np.log(2),
+                              overfit_below=0.05, lr=0.05, steps=150, hint="Check the pooling.")
+    assert "Check the pooling." in str(error.value)
+
+
+def test_sanity_check_does_nothing_while_grading(monkeypatch):
+    monkeypatch.setenv(grading.GRADING_ENV, "1")
+
+    class Exploding(torch.nn.Module):
+        def forward(self, ids):
+            raise RuntimeError("a model must not run while grading")
+
+    assert training.sanity_check(Exploding(), _tiny_batch(), training.binary_logit_loss, np.log(2), overfit_below=0.05) == {}
+
+
+def test_figures_draw_the_students_functions_and_wait_for_stubs(capsys):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course import plotting
+
+    def stub(*args):
+        ...
+
+    def broken(*args):
+        raise NotImplementedError("not yet")
+
+    def pe(max_len, d):
+        angle = torch.arange(max_len)[:, None] / 10000 ** (torch.arange(0, d, 2) / d)
+        return torch.stack([angle.sin(), angle.cos()], -1).reshape(max_len, d)
+
+    def split(x, h):
+        return x.view(x.shape[0], x.shape[1], h, -1).transpose(1, 2)
+
+    def merge(x):
+        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1)
+
+    assert plotting.causal_mask_figure(lambda n: torch.tril(torch.ones(n, n, dtype=torch.bool))) is not None
+    assert plotting.positional_encoding_figure(pe) is not None
+    assert plotting.heads_figure(split, merge) is not None
+    assert plotting.heads_figure(split, stub) is not None  # the heads are drawn before merge_heads works
+    for figure, functions in [(plotting.causal_mask_figure, [stub]), (plotting.positional_encoding_figure, [broken]),
+                              (plotting.heads_figure, [stub, merge])]:
+        assert figure(*functions) is None
+    printed = capsys.readouterr().out
+    assert "no figure yet: causal_mask returns Ellipsis" not in printed and "no figure yet: causal_mask returns None" in printed
+    assert "positional_encoding raised NotImplementedError" in printed and "no figure yet: split_heads" in printed
+    plt.close("all")

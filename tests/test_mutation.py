@@ -65,3 +65,20 @@ def test_a4_scores_at_least_95_percent_on_every_question(capsys):
     assert mutation.main(["a4_multihead"]) == 0
     out = capsys.readouterr().out
     assert "q3_multihead_module" in out and "below" not in out
+
+
+def test_operators_for_shapes_reductions_and_cuts():
+    """A call's only argument removed, a reduction over all axes instead of one, a cut made before a sort."""
+    changes = _changes("y = x.squeeze(-1)\n"
+                       "n = keep.sum(dim=1, keepdim=True)\n"
+                       "t = torch.mean(x, 1)\n"
+                       "ranked = sorted(c.items(), key=lambda kv: -kv[1])[: size - 1]\n"
+                       "top = torch.argsort(s, descending=True)[:k]\n")
+    expected = {
+        "x.squeeze(-1) -> x.squeeze()",
+        "keep.sum(dim=1, keepdim=True) -> keep.sum()",
+        "torch.mean(x, 1) -> torch.mean(x)",
+        "sorted(c.items(), key=lambda kv: -kv[1])[:size - 1] -> sorted(list(c.items())[:size - 1], key=lambda kv: -kv[1])",
+        "torch.argsort(s, descending=True)[:k] -> torch.argsort(s[:k], descending=True)",
+    }
+    assert expected <= changes, expected - changes

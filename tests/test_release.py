@@ -83,6 +83,75 @@ def test_release_contains_no_solution_and_no_hidden_test(name):
                 assert test.name not in notebook, f"hidden test {test.name} ({question}) reached the student notebook"
 
 
+# Words that belong to the build and its history, not to a student's work: where and how the course was built, what
+# the graders know, earlier versions. A student reads the markdown and the comments; both must be free of them.
+BUILD_WORDS = re.compile(
+    r"\bmachine\b|\bcommit|`make |\bmake (release|env|test|mutation|student-path|grade)\b|reference run|\bprevious\b"
+    r"|2-core|graders? know|hidden tests read|README|not measured|when this was written|\|\s*before:", re.I)
+
+
+def _student_prose(notebook):
+    """(cell index, line) for every markdown line and every code comment of a notebook."""
+    for index, cell in enumerate(notebook["cells"]):
+        for line in "".join(cell["source"]).splitlines():
+            if cell["cell_type"] == "markdown":
+                yield index, line
+            elif cell["cell_type"] == "code" and "#" in line:
+                yield index, line[line.index("#"):]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_release_speaks_to_students_not_about_the_build(name):
+    notebook = json.loads(ASSIGNMENTS[name].release.read_text())
+    found = [f"cell {index}: {line.strip()[:120]}" for index, line in _student_prose(notebook) if BUILD_WORDS.search(line)]
+    assert not found, f"{ASSIGNMENTS[name].release} speaks about the build:\n" + "\n".join(found)
+
+
+def test_build_words_are_caught():
+    caught = ["on the course's 2-core machine", "the previous graded model", "see the course README",
+              "which the graders know", "(the hidden tests read the weights from them)", "| before: 200 tokens | 85% |",
+              "written by make release (course.toml)", "not measured: no GPU was available when this was written"]
+    assert all(BUILD_WORDS.search(line) for line in caught)
+    fine = ["Make sure you have run all cells", "the character before", "a reference to the tensor", "make sure"]
+    assert not any(BUILD_WORDS.search(line) for line in fine)
+
+
+def _points_label(name, question):
+    """The line a question's text ends with: its points, public and hidden, resolved from its tests as otter does."""
+    from otter.test_files.abstract_test import TestCase, TestFile
+
+    master = load(name)
+    cases = [TestCase(t.name, None, t.hidden, t.points, None, None) for t in master.tests[question]]
+    resolved = TestFile.resolve_test_file_points(master.points[question], cases)
+    public = sum(case.points for case in resolved if not case.hidden)
+    hidden = sum(case.points for case in resolved if case.hidden)
+    total = public + hidden
+    return f"**({total:g} point{'s' if total != 1 else ''}: {public:g} public, {hidden:g} hidden)**"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_question_shows_the_points_its_tests_give(name):
+    """The last markdown cell before each question states its points as the tests give them, and no other points
+    label is left in the notebook (a stale one after a test config changed)."""
+    import jupytext
+
+    from autograder.assignments import ROOT
+
+    cells = jupytext.read(ROOT / "solutions" / name / f"{name}.py").cells
+    expected, markdown = [], None
+    for cell in cells:
+        if cell.cell_type == "markdown":
+            markdown = cell.source
+        elif cell.cell_type == "raw" and cell.source.lstrip("# ").upper().startswith("BEGIN QUESTION"):
+            question = re.search(r"^name:\s*(\S+)", cell.source, re.M)[1]
+            label = _points_label(name, question)
+            assert markdown is not None and markdown.rstrip().endswith(label), (
+                f"{name} {question}: the markdown before the question must end with {label}")
+            expected.append(label)
+    stated = re.findall(r"\*\*\(\d+(?:\.\d+)? points?: [^)]*\)\*\*", "\n".join(c.source for c in cells if c.cell_type == "markdown"))
+    assert stated == expected, f"{name}: points labels {stated} do not match the questions' {expected}"
+
+
 def test_gradescope_requirements_pin_the_repository_versions():
     """The grading image gets the same library versions as the course environment, and Python 3.11."""
     import re

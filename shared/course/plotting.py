@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 
 
 def plot_history(history: dict[str, list[float]], title: str = "", ax=None):
@@ -103,3 +104,69 @@ def progression(results=None, yours: dict[str, float] | None = None, ax=None, ti
            title=title or "From a bag of words to a Transformer")
     ax.grid(True, axis="x")
     return ax
+
+
+def _yours(function, name: str, *args):
+    """`function(*args)`, or None with a line saying what to do while it is still a stub (`...`) or fails."""
+    try:
+        result = function(*args)
+    except Exception as error:  # noqa: BLE001 - a stub or a bug: the figure waits, the notebook goes on
+        print(f"no figure yet: {name} raised {type(error).__name__}: {error} (fill in {name} and run its check first)")
+        return None
+    if result is None or result is Ellipsis:
+        print(f"no figure yet: {name} returns {result!r} (fill in {name} and run its check first)")
+        return None
+    return result
+
+
+def causal_mask_figure(causal_mask, size: int = 8):
+    """Your `causal_mask(size)` as a picture: row t (the position that attends) may see the columns that are lit."""
+    mask = _yours(causal_mask, "causal_mask", size)
+    if mask is None:
+        return None
+    _, ax = plt.subplots(figsize=(4, 4))
+    ax.imshow(mask.float().cpu().numpy(), cmap="Greys_r", vmin=0, vmax=1)
+    ax.set(title=f"causal_mask({size}): white = may attend", xlabel="key position (attended to)",
+           ylabel="query position (attending)", xticks=range(size), yticks=range(size))
+    return ax
+
+
+def positional_encoding_figure(positional_encoding, max_len: int = 100, d_model: int = 64, dims=(0, 1, 4, 5, 16, 17)):
+    """Your `positional_encoding(max_len, d_model)`: a few dimensions along the positions (each pair, sine and cosine,
+    shares one frequency that falls with the dimension), and the whole matrix as a heatmap."""
+    encoding = _yours(positional_encoding, "positional_encoding", max_len, d_model)
+    if encoding is None:
+        return None
+    encoding = encoding.float().cpu().numpy()
+    fig, (curves, matrix) = plt.subplots(1, 2, figsize=(13, 4))
+    for dim in dims:
+        curves.plot(encoding[:, dim], label=f"dimension {dim}")
+    curves.set(title="positional encoding along the positions", xlabel="position", ylabel="value")
+    curves.legend(fontsize=8)
+    image = matrix.imshow(encoding.T, aspect="auto", cmap="RdBu", vmin=-1, vmax=1)
+    matrix.set(title=f"positional_encoding({max_len}, {d_model})", xlabel="position", ylabel="dimension")
+    fig.colorbar(image, ax=matrix)
+    return fig
+
+
+def heads_figure(split_heads, merge_heads, t: int = 4, d: int = 8, num_heads: int = 2):
+    """Your `split_heads` and `merge_heads` on numbered features: token i holds i*d … i*d + d - 1; each head's panel shows
+    which features it receives, and the last panel the merged result (it must equal the input)."""
+    import torch
+
+    x = torch.arange(float(t * d)).view(1, t, d)
+    heads = _yours(split_heads, "split_heads", x, num_heads)
+    if heads is None:
+        return None
+    merged = _yours(merge_heads, "merge_heads", heads)
+    panels = [("input x: (1, t, d)", x[0])] + [(f"head {j}: (t, d/h)", heads[0, j]) for j in range(heads.shape[1])]
+    if merged is not None:
+        panels.append(("merge_heads(split_heads(x))", merged[0]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.8))
+    for ax, (title, values) in zip(axes, panels):
+        ax.imshow(values.detach().float().cpu().numpy(), cmap="viridis", vmin=0, vmax=t * d - 1, aspect="auto")
+        for (row, col), value in np.ndenumerate(values.detach().cpu().numpy()):
+            ax.text(col, row, f"{value:.0f}", ha="center", va="center", color="w", fontsize=8)
+        ax.set(title=title, xlabel="feature", ylabel="token")
+    fig.tight_layout()
+    return fig

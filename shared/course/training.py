@@ -7,6 +7,7 @@ does nothing: the autograder evaluates the weights the student exported, it neve
 from __future__ import annotations
 
 import copy
+import math
 import random
 import sys
 import time
@@ -200,3 +201,69 @@ def load_weights(model: torch.nn.Module, path) -> torch.nn.Module:
 
     model.load_state_dict(load_file(str(path)))
     return model
+
+
+def sanity_check(model: torch.nn.Module, batch, loss_fn: Callable, expected_initial: float, *,
+                 overfit_below: float, tolerance: float = 0.15, steps: int = 200, lr: float = 3e-3,
+                 max_seconds: float = 60.0, hint: str = "") -> dict:
+    """Two checks, in seconds, before a long training run: what a wrong model costs is found before the run, not after.
+
+    `batch` is a tuple `(*inputs, targets)`: the model is called as `model(*inputs)` and the loss as
+    `loss_fn(output, targets)`.
+    1. **Initial loss.** An untrained model guesses: its loss on `batch` should be close to `expected_initial`
+       (ln 2 ≈ 0.693 for a binary classifier with one logit, ln V for V classes), within `tolerance`.
+    2. **Overfitting one small batch.** A copy of the model, trained with Adam (`lr`) on `batch` alone, must bring the loss
+       below `overfit_below` within `steps` steps and `max_seconds` seconds.
+    The model itself is not changed (a copy trains, on the CPU with one thread, in eval mode so that dropout does not
+    slow it down).
+    Raises AssertionError with what is likely wrong (plus `hint`, the notebook's own advice); returns
+    {"initial": ..., "final": ..., "steps": ..., "seconds": ...}. While grading it does nothing (returns {}).
+    """
+    if is_grading():
+        return {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny batch gains nothing from threads, and on a busy CPU they cost seconds a step
+    try:
+        return _sanity_check(model, batch, loss_fn, expected_initial, overfit_below, tolerance, steps, lr, max_seconds,
+                             hint)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _sanity_check(model, batch, loss_fn, expected_initial, overfit_below, tolerance, steps, lr, max_seconds, hint):
+    start = time.time()
+    trial = copy.deepcopy(model).cpu().eval()
+    batch = [b.cpu() if torch.is_tensor(b) else b for b in batch]
+    *inputs, targets = batch
+    advice = f" {hint}" if hint else ""
+    with torch.no_grad():
+        initial = float(loss_fn(trial(*inputs), targets))
+    if not math.isfinite(initial) or abs(initial - expected_initial) > tolerance:
+        raise AssertionError(
+            f"the untrained model's loss is {initial:.3f}, expected about {expected_initial:.3f} (a model that guesses): "
+            "check the model's output (raw logits, one per example or one per class; no sigmoid or softmax inside the "
+            "model), the loss function and the targets; a much larger loss usually means outputs that are far too large "
+            f"(a missing scale or an initialisation that is off).{advice}")
+    parameters = [p for p in trial.parameters() if p.requires_grad]
+    if not parameters:
+        raise AssertionError(f"the model has no trainable parameters: did __init__ create its layers?{advice}")
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+    loss, step = initial, 0
+    for step in range(1, steps + 1):
+        optimizer.zero_grad()
+        output = loss_fn(trial(*inputs), targets)
+        output.backward()
+        optimizer.step()
+        loss = output.item()
+        if loss < overfit_below or time.time() - start > max_seconds:
+            break
+    seconds = time.time() - start
+    if not loss < overfit_below:
+        raise AssertionError(
+            f"after {step} steps ({seconds:.0f} s) on one small batch the loss is {loss:.3f}, not below {overfit_below} "
+            f"(it started at {initial:.3f}): a correct model memorises a few examples quickly. Likely causes: a part of "
+            "the model that training does not reach (a detached tensor, torch.no_grad(), a layer created inside forward), "
+            f"a mask that hides what the model should see, or outputs that do not depend on the input.{advice}")
+    print(f"sanity check passed in {seconds:.1f} s: initial loss {initial:.3f} (expected about {expected_initial:.3f}), "
+          f"one batch overfitted to {loss:.3f} in {step} steps")
+    return {"initial": initial, "final": loss, "steps": step, "seconds": seconds}

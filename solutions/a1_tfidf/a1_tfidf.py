@@ -47,7 +47,7 @@
 # 2. **multi-hot** vectors: 1 where a word occurs in a review, 0 elsewhere,
 # 3. **TF-IDF** weighting: $t_i \cdot \log\frac{N}{|\{d \in D : t_i \in d\}|}$, so rare, specific words count more,
 # 4. **L2 normalisation** of each review's vector,
-# 5. the lecture's **10000-16-16-1 MLP** with ReLU and dropout 0.5, trained on a GPU (or a CPU: it takes seconds),
+# 5. the lecture's **10000-16-16-1 MLP** with ReLU and dropout 0.5, trained on IMDB,
 # 6. a short question on why "the restaurant is not too terrible" fools a bag of words.
 #
 # Each step has a stub to fill in and a public check (`grader.check(...)`) that gives instant feedback. Hidden tests run
@@ -55,6 +55,9 @@
 #
 # **How to work**: fill in every `...`, run the check under it, then train and run the export cell at the end. Cells
 # marked *not graded* (data loading, training, plots) are skipped by the autograder: it never retrains your model.
+#
+# **Time and target.** Training takes 10–30 s on a laptop CPU; a correct solution reaches 87.5–88.5% test accuracy
+# (86% passes).
 
 # %% tags=["otter_ignore"]
 # Setup: make release writes the course's install-and-check lines here (autograder/config.py).
@@ -70,7 +73,7 @@ from course import data, text, training, plotting
 
 training.seed_everything(42)
 DEVICE = training.get_device()
-CPU_TRAINING = "10–30 s"  # this notebook's training on a laptop CPU; seconds on a GPU
+CPU_TRAINING = "10–30 s"  # this notebook's training on a laptop CPU
 print(training.device_report(CPU_TRAINING))
 
 # %%
@@ -92,6 +95,11 @@ VOCAB_SIZE = 10_000  # index 0 (unknown) + the 9,999 most frequent words
 #
 # "Frequent" means the total number of occurrences over all reviews. Ties are broken alphabetically so that the
 # vocabulary never depends on the order of the reviews.
+#
+# **Example** (the check below): `build_vocabulary([["b", "a", "b"], ["c", "a", "b"], ["d"]], 3)` returns
+# `{"b": 1, "a": 2}`: "b" occurs 3 times, "a" twice, and only `3 - 1 = 2` words fit next to index 0.
+#
+# **(3 points: 1 public, 2 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -170,6 +178,9 @@ def test_vocabulary_order_matches_counts(build_vocabulary):
     assert vocab == expected, "words must be ranked by their total number of occurrences (ties alphabetical)"
     tie_docs = [["pear", "apple"], ["fig"]]
     assert build_vocabulary(tie_docs, 10) == {"apple": 1, "fig": 2, "pear": 3}, "ties must be broken alphabetically"
+    at_the_cut = build_vocabulary([["pear", "apple", "fig", "kiwi", "kiwi"]], 3)  # the cut falls inside a tie of three
+    assert at_the_cut == {"kiwi": 1, "apple": 2}, (
+        f"size 3 keeps exactly 2 words; of the tied words the alphabetically first makes the cut, got {at_the_cut}")
 
 # %% [raw]
 # # END TESTS
@@ -186,6 +197,11 @@ def test_vocabulary_order_matches_counts(build_vocabulary):
 #
 # **Memory**: 25,000 reviews × 10,000 words as float64 is 2 GB (the lecture's `np.zeros` version needs 4 GB for train and
 # test together). We therefore only ever build multi-hot vectors for one batch of reviews at a time.
+#
+# **Example** (the check below): `multi_hot([[1, 3], [0, 2, 2]], 5)` is the float32 tensor of shape `(2, 5)`
+# `[[0, 1, 0, 1, 0], [1, 0, 1, 0, 0]]` (the repeated 2 still gives a 1).
+#
+# **(2 points: 1 public, 1 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -253,6 +269,12 @@ def test_multi_hot_random_and_edge_cases(multi_hot):
 # the **number of reviews that contain the word** (not how often it occurs in total), with the natural logarithm.
 # A word in every review gets weight $\log 1 = 0$; a word in few reviews gets a large weight. Use exactly this formula
 # (scikit-learn's default adds smoothing terms; we do not). A word that occurs in no review at all gets weight 0.
+#
+# **Example** (the check below): `inverse_document_frequency([[1, 2], [1], [1, 3, 3]], 5)` has shape `(5,)`:
+# `[0, 0, ln 3, ln 3, 0]` ≈ `[0, 0, 1.0986, 1.0986, 0]` (index 1 occurs in all 3 reviews, 2 and 3 in one, 0 and 4 in
+# none).
+#
+# **(3 points: 1 public, 2 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -328,6 +350,12 @@ def test_idf_matches_formula_on_random_documents(inverse_document_frequency):
 # Multiply each multi-hot row by the idf vector, then divide the row by its Euclidean (L2) norm so that every review is a
 # vector of length 1, however many words it has. A review with no known words (all zeros after weighting) must stay a
 # zero vector: do not divide by zero. Do not modify the input tensor.
+#
+# **Example** (the check below): `tfidf_l2(torch.tensor([[1., 1., 0.], [0., 0., 0.]]), torch.tensor([3., 4., 1.]))`
+# is `[[0.6, 0.8, 0.0], [0.0, 0.0, 0.0]]`: the first row weighs to `[3, 4, 0]`, whose length is 5; the empty row stays
+# zero.
+#
+# **(2 points: 0 public, 2 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -404,6 +432,12 @@ def test_tfidf_l2_rows_random(tfidf_l2):
 # Keep the attribute names: the `idf` buffer and `self.mlp` (an `nn.Sequential` of the seven layers above, in that order),
 # so your exported weights can be loaded by the grader. Dropout is active in training mode only, and training must
 # reach the three linear layers (nothing detached).
+#
+# **Example** (the check below): `BagOfWordsClassifier(torch.ones(100))` has the tensors `idf` (100,),
+# `mlp.0.weight` (16, 100), `mlp.0.bias` (16,), `mlp.3.weight` (16, 16), `mlp.3.bias` (16,), `mlp.6.weight` (1, 16) and
+# `mlp.6.bias` (1,), and maps a batch of shape `(4, 100)` to logits of shape `(4,)`.
+#
+# **(3 points: 1 public, 2 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -462,7 +496,10 @@ def test_model_computes_logits_of_tfidf(BagOfWordsClassifier):
     with torch.no_grad():
         expected = model.mlp(features).squeeze(-1)
         out = model(x)
+        assert tuple(out.shape) == (8,), f"expected one logit per review, shape (8,), got {tuple(out.shape)}"
         assert torch.allclose(out, expected, atol=1e-5), "forward must be mlp(tfidf_l2(x, idf)) with one logit per review"
+        one = model(x[:1])
+        assert tuple(one.shape) == (1,), f"a batch of one review must give shape (1,), got {tuple(one.shape)}"
         model.mlp[-1].bias.fill_(10.0)
         assert (model(x) > 1.5).all(), "forward must return raw logits, not sigmoid probabilities"
     dropouts = [m for m in model.mlp if isinstance(m, nn.Dropout)]
@@ -490,7 +527,6 @@ def test_model_computes_logits_of_tfidf(BagOfWordsClassifier):
 # As in the lecture: shuffle the 25,000 training reviews with seed 42, hold out the first 10,000 for validation, build
 # the vocabulary on the whole training split, and train with RMSprop (learning rate 1e-3) on batches of 512 reviews.
 # `course.training.fit` draws the live loss/accuracy plot and restores the weights of the best validation epoch.
-# Training takes about 10–30 s on a laptop CPU and a few seconds on a GPU.
 
 # %% tags=["otter_ignore"]
 splits = data.imdb_splits()  # {"train": (texts, labels), "val": ..., "test": ...}
@@ -523,9 +559,11 @@ plotting.plot_history(history, "TF-IDF bag of words");
 # ## 7. Export your weights (graded)
 #
 # The grader loads `a1_weights.safetensors` into the same architecture on a CPU and measures accuracy on all 25,000 IMDB
-# test reviews. **To pass, test accuracy must be at least 86%.** A correct solution reaches 87.5–88.5% on every seed we
-# tried (see the course README); the 1.5-point margin covers seed-to-seed variation. Safetensors files hold only tensors,
-# so loading one can never run code.
+# test reviews. **To pass, test accuracy must be at least 86%.** A correct solution reaches 87.5–88.5% (seeds 42, 1 and
+# 2); the 1.5-point margin covers seed-to-seed variation. Safetensors files hold only tensors, so loading one can never
+# run code.
+#
+# **(4 points: 1 public, 3 hidden)**
 
 # %% tags=["otter_ignore"]
 test_texts, test_labels = splits["test"]
@@ -598,9 +636,13 @@ def test_test_accuracy_of_exported_weights():
 # # END QUESTION
 
 # %% [markdown]
-# ## 8. "The restaurant is not too terrible"
+# ## 8. "The restaurant is not too terrible" (graded)
 #
-# Run your model on the lecture's sentence and on a reordering of it.
+# Run your model on the lecture's sentence and on a reordering of it, then answer the question below: the value of
+# `order_matters` is graded (its check only tells you whether you wrote `True` or `False`), and your explanation is
+# read by the teaching staff.
+#
+# **(1 point: 0 public, 1 hidden)**
 
 # %% tags=["otter_ignore"]
 model.eval().cpu()
@@ -623,6 +665,10 @@ order_matters = False  # SOLUTION
 
 # %% [raw]
 # # BEGIN TESTS
+
+# %%
+def test_answer_is_true_or_false(order_matters):
+    assert isinstance(order_matters, bool), "set order_matters to True or False (a bool, not a string)"
 
 # %%
 """ # BEGIN TEST CONFIG

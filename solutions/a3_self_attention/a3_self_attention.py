@@ -42,22 +42,26 @@
 # mix their vectors, so that "not" can change what "terrible" means. In this assignment you build it step by step:
 #
 # 1. **simple self-attention**, with no parameters at all: $W = \mathrm{softmax}(X^T X)$, $Y^T = W X^T$,
-# 2. **scaled dot-product attention** with queries, keys and values, a division by $\sqrt{k}$, and a mask for padding,
+# 2. **scaled dot-product attention** with queries, keys and values, a division by $\sqrt{d}$, and a mask for padding,
 #    plus a small experiment that shows *why* we scale,
 # 3. **standard self-attention**: learned maps $k_i = K x_i + b_k$, $q_i = Q x_i + b_q$, $v_i = V x_i + b_v$,
 # 4. a small IMDB sentiment model with one self-attention layer, and a look at its attention on
 #    "the restaurant is not too terrible".
 #
 # **From the lecture's notation to code.** The lecture stores the $t$ input vectors $x_1, \dots, x_t$ (each of dimension
-# $k$) as the *columns* of a $k \times t$ matrix $X$. PyTorch code works **batch-first**: a batch of sequences is a tensor
-# of shape `(batch, t, k)` whose *rows* are the tokens. So the lecture's $X^T X$ (all dot products $x_i^T x_j$, a
+# $k$) as the *columns* of a $k \times t$ matrix $X$. From here on (and in assignments 4–6) we call that dimension $d$,
+# because $k$ will name the keys. PyTorch code works **batch-first**: a batch of sequences is a tensor
+# of shape `(batch, t, d)` whose *rows* are the tokens. So the lecture's $X^T X$ (all dot products $x_i^T x_j$, a
 # $t \times t$ matrix) is `x @ x.transpose(-2, -1)` in code, the softmax runs over $j$ (the **last** axis: each row of
-# $W$ sums to one), and $Y^T = W X^T$ becomes `y = w @ x`, again of shape `(batch, t, k)`: row $i$ of `y` is
+# $W$ sums to one), and $Y^T = W X^T$ becomes `y = w @ x`, again of shape `(batch, t, d)`: row $i$ of `y` is
 # $y_i = \sum_j w_{ij} x_j$.
 #
 # Each step has a stub to fill in and a public check (`grader.check(...)`) for instant feedback. Hidden tests run your
 # functions on fresh inputs when you submit. Cells marked *not graded* (data, training, plots) are skipped by the
 # autograder: nothing you train is graded in this assignment, but training shows you what attention learns.
+#
+# **Time and target.** Training the small model takes about a minute on a laptop CPU; it reaches a validation accuracy
+# of roughly 0.80–0.87 (not graded).
 
 # %% tags=["otter_ignore"]
 # Setup: make release writes the course's install-and-check lines here (autograder/config.py).
@@ -74,7 +78,7 @@ from course import data, text, training, plotting
 
 training.seed_everything(42)
 DEVICE = training.get_device()
-CPU_TRAINING = "about a minute"  # this notebook's training on a laptop CPU; seconds on a GPU
+CPU_TRAINING = "about a minute"  # this notebook's training on a laptop CPU
 print(training.device_report(CPU_TRAINING))
 
 # %%
@@ -92,11 +96,17 @@ import torch.nn.functional as F
 # $i$. The output $y_i = \sum_j w_{ij} x_j$ is a mixture of all input vectors, weighted by how similar they are to $x_i$.
 # There are no parameters: the embeddings alone decide who attends to whom.
 #
-# Write it for a batch `x` of shape `(batch, t, k)`, without a Python loop over the batch or the tokens, and return
-# both the output `y` (shape `(batch, t, k)`) and the weights `w` (shape `(batch, t, t)`, `w[b, i, j]` = how much token
+# Write it for a batch `x` of shape `(batch, t, d)`, without a Python loop over the batch or the tokens, and return
+# both the output `y` (shape `(batch, t, d)`) and the weights `w` (shape `(batch, t, t)`, `w[b, i, j]` = how much token
 # `i` attends to token `j`). No scaling here: that comes in part 2. It must work for any batch size and length (a batch
 # of one, a single token) and stay differentiable along every path, through `w` too: no `.detach()`, no
 # `torch.no_grad()` (the models of this assignment learn through it; the same holds for parts 2 and 3).
+#
+# **Example** (the check below): for `x = [[[1, 0], [0, 1], [1, 1]]]` (shape `(1, 3, 2)`), `w` has shape
+# `(1, 3, 3)` and `y` shape `(1, 3, 2)`; row 0 of `w` is softmax([1, 0, 1]) = `[0.4223, 0.1554, 0.4223]`, and every row of
+# `w` sums to 1.
+#
+# **(3 points: 1 public, 2 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -107,7 +117,7 @@ import torch.nn.functional as F
 def simple_self_attention(x):
     """Parameter-free self-attention: returns (y, w) with w = softmax(x xᵀ) over the last axis and y = w x.
 
-    x: (batch, t, k) float tensor. Returns y: (batch, t, k) and w: (batch, t, t); every row of w sums to 1.
+    x: (batch, t, d) float tensor. Returns y: (batch, t, d) and w: (batch, t, t); every row of w sums to 1.
     """
     # BEGIN SOLUTION
     scores = x @ x.transpose(-2, -1)
@@ -147,7 +157,7 @@ def test_simple_matches_formula_on_random_batches(simple_self_attention):
         x = torch.randn(batch, t, k, generator=gen).requires_grad_()
         x_ref = x.detach().clone().requires_grad_()
         y, w = simple_self_attention(x)
-        assert tuple(y.shape) == (batch, t, k) and tuple(w.shape) == (batch, t, t), "y must be (batch, t, k) and w (batch, t, t)"
+        assert tuple(y.shape) == (batch, t, k) and tuple(w.shape) == (batch, t, t), "y must be (batch, t, d) and w (batch, t, t)"
         scores = torch.einsum("bik,bjk->bij", x_ref, x_ref)
         expected_w = torch.exp(scores - scores.amax(-1, keepdim=True))
         expected_w = expected_w / expected_w.sum(-1, keepdim=True)
@@ -194,15 +204,15 @@ def test_simple_is_permutation_equivariant(simple_self_attention):
 #
 # Standard attention separates three roles. The **query** $q_i$ is the token that is looking, the **key** $k_j$ is the
 # token it is compared with, and the **value** $v_j$ is what token $j$ hands over when it is attended to:
-# $$w'_{ij} = \frac{q_i^T k_j}{\sqrt{k}}, \qquad w_{ij} = \mathrm{softmax}_j(w'_{ij}), \qquad y_i = \sum_j w_{ij} v_j,$$
-# where $k$ is the dimension of queries and keys (the **last** axis of `q`). Simple self-attention is the special case
+# $$w'_{ij} = \frac{q_i^T k_j}{\sqrt{d}}, \qquad w_{ij} = \mathrm{softmax}_j(w'_{ij}), \qquad y_i = \sum_j w_{ij} v_j,$$
+# where $d$ is the dimension of queries and keys (the **last** axis of `q`). Simple self-attention is the special case
 # $q = k = v = x$ without the scaling.
 #
-# **Why divide by $\sqrt{k}$?** If the entries of $q_i$ and $k_j$ are independent with mean 0 and variance 1, the dot
-# product $q_i^T k_j$ is a sum of $k$ such products: its variance is $k$, its typical size $\sqrt{k}$. With large $k$ the
+# **Why divide by $\sqrt{d}$?** If the entries of $q_i$ and $k_j$ are independent with mean 0 and variance 1, the dot
+# product $q_i^T k_j$ is a sum of $d$ such products: its variance is $d$, its typical size $\sqrt{d}$. With large $d$ the
 # scores spread far apart, the softmax puts almost all weight on the largest one (it *saturates*), and its gradient
 # $\partial w_{ij} / \partial w'_{il} = w_{ij}(\delta_{jl} - w_{il})$ is almost zero everywhere: learning stalls. Dividing
-# by $\sqrt{k}$ keeps the scores at variance 1 whatever the dimension.
+# by $\sqrt{d}$ keeps the scores at variance 1 whatever the dimension.
 #
 # **Masks.** Batches of reviews are padded to the same length, and a token must not attend to padding. `mask` is a
 # boolean tensor that broadcasts against the scores `(..., t_q, t_k)`; **`True` means "may attend", `False` means
@@ -211,9 +221,20 @@ def test_simple_is_permutation_equivariant(simple_self_attention):
 # `-inf` (or the most negative float) *before* the softmax, with `masked_fill` or by adding a mask of $0$ / $-\infty$.
 # Every query must be allowed to attend to at least one key.
 #
+# **The course's convention** (assignments 3–6 keep it): a boolean mask says **`True` = may attend / a real token**,
+# `False` = ignore; padding is the token id 0. Where a PyTorch function wants the opposite polarity
+# (`nn.MultiheadAttention`'s `key_padding_mask`, `True` = padding), the notebook writes the conversion where it calls
+# it: `key_padding_mask = ~mask`.
+#
 # Use `torch.softmax` (or `F.softmax`): it subtracts the row maximum before exponentiating, so scores of $10^4$ do not
 # overflow. Do not call `F.scaled_dot_product_attention` here (it does not return the weights); the hidden tests compare
 # with it.
+#
+# **Example** (the check below): one query `q = [[[2, 0, 0, 0]]]`, two keys `k = [[[1, 0, 0, 0], [0, 0, 0, 0]]]` and
+# values `v = [[[1, 0], [0, 1]]]`: the scores are `[2, 0] / √4 = [1, 0]`, so the weights (shape `(1, 1, 2)`) and the output
+# (shape `(1, 1, 2)`) are both `[0.7311, 0.2689]`.
+#
+# **(5 points: 1 public, 4 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -378,10 +399,10 @@ def test_sdpa_padding_keys_get_zero_weight(scaled_dot_product_attention):
 # %% [markdown]
 # ### Why scale? An experiment (not graded)
 #
-# Random queries and keys with unit-variance entries, for growing dimension $k$: the mean of the largest attention weight
+# Random queries and keys with unit-variance entries, for growing dimension $d$: the mean of the largest attention weight
 # in each row (1 = all attention on one key, $1/t$ = uniform), and the size of the gradient that flows back through the
-# softmax to the scores. Without scaling, the softmax saturates as $k$ grows and the gradient collapses; with the
-# $\sqrt{k}$ scaling both stay put.
+# softmax to the scores. Without scaling, the softmax saturates as $d$ grows and the gradient collapses; with the
+# $\sqrt{d}$ scaling both stay put.
 
 # %% tags=["otter_ignore"]
 def softmax_statistics(dim, scaled, t=16, n=256, seed=0):
@@ -399,11 +420,11 @@ dims = [1, 4, 16, 64, 256, 1024]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
 for scaled, style in [(False, "r-o"), (True, "b-o")]:
     stats = [softmax_statistics(d, scaled) for d in dims]
-    label = "scores / sqrt(k)" if scaled else "raw dot products"
+    label = "scores / sqrt(d)" if scaled else "raw dot products"
     axes[0].plot(dims, [s[0] for s in stats], style, label=label)
     axes[1].plot(dims, [s[1] for s in stats], style, label=label)
-axes[0].set(xscale="log", xlabel="dimension k", ylabel="mean largest weight", title="softmax saturation (t = 16)")
-axes[1].set(xscale="log", yscale="log", xlabel="dimension k", ylabel="gradient norm", title="gradient through the softmax")
+axes[0].set(xscale="log", xlabel="dimension d", ylabel="mean largest weight", title="softmax saturation (t = 16)")
+axes[1].set(xscale="log", yscale="log", xlabel="dimension d", ylabel="gradient norm", title="gradient through the softmax")
 for ax in axes:
     ax.grid(True)
     ax.legend()
@@ -431,9 +452,14 @@ plt.show()
 # then applies scaled dot-product attention to them. In code each map is an `nn.Linear(dim, dim)` **with a bias**,
 # applied to all tokens at once (it acts on the last axis of `(batch, t, dim)`).
 #
-# Keep the attribute names `self.query`, `self.key`, `self.value` (the hidden tests read the weights from them).
+# Keep the attribute names `self.query`, `self.key`, `self.value`: the checks set and read the weights by these names.
 # `forward(x, mask=None)` returns `(y, weights)` like your `scaled_dot_product_attention`, which you should call, and
 # passes the mask on. Gradients must reach all three maps, weights and biases.
+#
+# **Example** (the check below): `SelfAttention(8)` has three `nn.Linear` maps `query`, `key` and `value`; for
+# an input of shape `(2, 5, 8)` it returns `y` of shape `(2, 5, 8)` and weights of shape `(2, 5, 5)`.
+#
+# **(4 points: 1 public, 3 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -492,6 +518,9 @@ def test_module_has_biases(SelfAttention):
         assert tuple(part.weight.shape) == (6, 6), f"self.{name} must map dim -> dim"
         assert part.bias is not None and tuple(part.bias.shape) == (6,), f"self.{name} needs a bias (k_i = K x_i + b_k)"
     assert sum(p.numel() for p in layer.parameters()) == 3 * (36 + 6), "the layer should have exactly K, Q, V and their biases"
+    y, w = layer(torch.randn(1, 1, 6))  # a batch of one sequence of one token
+    assert tuple(y.shape) == (1, 1, 6) and tuple(w.shape) == (1, 1, 1), (
+        f"one sequence of one token: expected y (1, 1, 6) and weights (1, 1, 1), got {tuple(y.shape)} and {tuple(w.shape)}")
 
 # %%
 """ # BEGIN TEST CONFIG
@@ -562,6 +591,10 @@ def test_module_matches_manual_computation(SelfAttention):
 # the prediction: a review gives the same logit whether it is padded to 20 or 256 tokens, and a review of one word gets
 # `classifier` of that word's attention output. Keep everything differentiable: training must reach the embeddings,
 # the three maps of the attention layer and the classifier.
+#
+# **Example** (the check below): `AttentionClassifier(50, 8)` maps ids of shape `(4, 10)` to logits of shape `(4,)`.
+#
+# **(3 points: 1 public, 2 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -626,6 +659,7 @@ def test_classifier_ignores_padding(AttentionClassifier):
         assert torch.allclose(base, expected, atol=1e-5), (
             "without padding the logit must be classifier(mean over tokens of attention(embedding(ids)))")
         one_word = model(torch.tensor([[0, 0, 0, 7]]))
+        assert tuple(one_word.shape) == (1,), f"a batch of one review must give shape (1,), got {tuple(one_word.shape)}"
         y_word, _ = model.attention(model.embedding(torch.tensor([[7]])))
         assert torch.allclose(one_word, model.classifier(y_word[:, 0]).squeeze(-1), atol=1e-5), (
             "a review with a single real word, padded, must get classifier(attention output of that word): "

@@ -58,6 +58,8 @@
 # This notebook stands on its own: you write attention again inside `forward` (reuse your assignment 3 code if you like,
 # by pasting it into this notebook). Hidden tests run your code on fresh inputs when you submit; cells marked *not
 # graded* are skipped by the autograder.
+#
+# **Time.** Training the small model of section 4 takes about a minute on a laptop CPU (not graded).
 
 # %% tags=["otter_ignore"]
 # Setup: make release writes the course's install-and-check lines here (autograder/config.py).
@@ -74,7 +76,7 @@ from course import data, text, training, plotting
 
 training.seed_everything(42)
 DEVICE = training.get_device()
-CPU_TRAINING = "about a minute"  # this notebook's training on a laptop CPU; seconds on a GPU
+CPU_TRAINING = "about a minute"  # this notebook's training on a laptop CPU
 print(training.device_report(CPU_TRAINING))
 
 # %%
@@ -95,6 +97,12 @@ import torch.nn.functional as F
 # **Careful**: `x.view(batch, num_heads, t, d_head)` has the right *shape* but the wrong content: it cuts the flat
 # memory of each sequence into blocks of whole tokens, mixing features of different tokens. First expose the heads
 # along the feature axis, `(batch, t, num_heads, d_head)`, then move the head axis forward.
+#
+# **Example** (the check below): for `x = torch.arange(12.).view(1, 3, 4)` (3 tokens of 4 features) and 2 heads,
+# `split_heads(x, 2)` has shape `(1, 2, 3, 2)`: head 0 is `[[0, 1], [4, 5], [8, 9]]` and head 1 is
+# `[[2, 3], [6, 7], [10, 11]]`.
+#
+# **(2 points: 1 public, 1 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -155,6 +163,11 @@ def test_split_random_shapes(split_heads):
 # `split_heads` and concatenates the heads' features of each token, head 0 first: `(batch, h, t, d_head)` →
 # `(batch, t, h * d_head)`. After a `transpose` the tensor is no longer contiguous in memory, so `view` will complain:
 # use `reshape` or call `.contiguous()` first.
+#
+# **Example** (the check below): `merge_heads` of the output of the `split_heads` example above gives back
+# `torch.arange(12.).view(1, 3, 4)`, shape `(1, 3, 4)`.
+#
+# **(2 points: 1 public, 1 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -207,6 +220,15 @@ def test_merge_inverts_split(merge_heads):
 # # END QUESTION
 
 # %% [markdown]
+# Your `split_heads` and `merge_heads` as a picture (not graded; it appears once they pass their checks): 4 tokens of
+# 8 numbered features, 2 heads. Each head receives the same 4 tokens with its own slice of 4 features, and merging puts
+# them back side by side, head 0 first: the last panel must equal the first.
+
+# %% tags=["otter_ignore"]
+plotting.heads_figure(split_heads, merge_heads, t=4, d=8, num_heads=2)
+plt.show()
+
+# %% [markdown]
 # ## 3. The multi-head self-attention layer
 #
 # For input `x` of shape `(batch, t, d)` and `h` heads of size `d_head = d // h`:
@@ -223,7 +245,8 @@ def test_merge_inverts_split(merge_heads):
 # `self.query`, `self.key`, `self.value`. All with biases. Keep the name `self.out` for the output projection. The hidden
 # tests copy the weights of a `torch.nn.MultiheadAttention` into your layer through these names.
 #
-# **Padding mask.** `mask` is `None` or a bool tensor of shape `(batch, t)`: **`True` marks a real token, `False` a
+# **Padding mask** (the course's convention of assignment 3, section 2). `mask` is `None` or a bool tensor of shape
+# `(batch, t)`: **`True` marks a real token, `False` a
 # padding token** that no query may attend to (its weight must be exactly 0). This is the polarity of assignment 3 and of
 # `F.scaled_dot_product_attention`. Beware: `nn.MultiheadAttention`'s `key_padding_mask` uses the **opposite** polarity
 # (True = ignore), so our `mask` corresponds to its `key_padding_mask=~mask`. To broadcast over heads and queries, give
@@ -234,6 +257,11 @@ def test_merge_inverts_split(merge_heads):
 # It must work for any batch size and sequence length (a batch of one, a single token) and stay differentiable: the
 # hidden tests compare your outputs, weights and **gradients** (of the input and of every projection) with those of
 # `nn.MultiheadAttention`, so nothing may be detached or computed under `torch.no_grad()`.
+#
+# **Example** (the check below): `MultiHeadSelfAttention(16, 4)` maps an input of shape `(2, 5, 16)` to `y` of shape
+# `(2, 5, 16)` and weights of shape `(2, 4, 5, 5)` (batch, heads, t, t).
+#
+# **(6 points: 1 public, 5 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION

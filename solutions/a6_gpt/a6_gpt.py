@@ -51,13 +51,16 @@
 # 3. a **causal multi-head attention** layer,
 # 4. the **GPT**: token and position embeddings, pre-norm Transformer blocks, a final norm and a language-model head,
 # 5. a **sampler** that writes text one character at a time, with temperature, top-k and greedy decoding,
-# 6. training (about ten minutes on a CPU), samples at several temperatures and a look at one attention head.
+# 6. training, samples at several temperatures and a look at one attention head.
 #
 # Each step has a stub to fill in and a public check (`grader.check(...)`). Hidden tests run your functions on fresh
 # inputs when you submit, and measure the validation loss of the weights you export.
 #
 # **How to work**: fill in every `...`, run the check under it, then train and run the export cell at the end. Cells
 # marked *not graded* (data, training, plots, samples) are skipped by the autograder: it never retrains your model.
+#
+# **Time and target.** Training takes 5–10 minutes on a laptop CPU; a correct solution reaches a validation loss of
+# about 1.57 (at most 1.73 passes).
 
 # %% tags=["otter_ignore"]
 # Setup: make release writes the course's install-and-check lines here (autograder/config.py).
@@ -73,7 +76,7 @@ from course import data, language_model, plotting, training
 
 training.seed_everything(42)
 DEVICE = training.get_device()
-CPU_TRAINING = "5–10 minutes"  # this notebook's training on a laptop CPU; seconds on a GPU
+CPU_TRAINING = "5–10 minutes"  # this notebook's training on a laptop CPU
 print(training.device_report(CPU_TRAINING))
 
 # %%
@@ -104,6 +107,11 @@ N_EMBD = 128      # width of the residual stream (each head has N_EMBD // N_HEAD
 # ```
 #
 # Careful with the diagonal: a position always sees itself. (`torch.tril` or `torch.triu` help.)
+#
+# **Example** (the check below): `causal_mask(3)` is the bool tensor
+# `[[True, False, False], [True, True, False], [True, True, True]]`.
+#
+# **(2 points: 1 public, 1 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -151,18 +159,34 @@ def test_causal_mask_every_size(causal_mask):
 # # END QUESTION
 
 # %% [markdown]
+# Your mask as a picture (not graded; it appears once `causal_mask` passes its check): row $t$ is the position that
+# attends, and it may see the lit columns $0 \ldots t$ — the lower triangle, diagonal included.
+
+# %% tags=["otter_ignore"]
+plotting.causal_mask_figure(causal_mask, 8)
+plt.show()
+
+# %% [markdown]
 # ## 2. Masked self-attention
 #
-# Scaled dot-product attention as in the lecture, with a mask:
-# $$\mathrm{scores} = \frac{Q K^\top}{\sqrt{d}},\qquad
+# Scaled dot-product attention as in the lecture, with a mask (the course's convention of assignment 3, section 2:
+# `True` = may attend). Here $q$, $k$, $v$ are the queries, keys and values of all positions, stacked as rows (the
+# lecture's $q_i$, $k_i$, $v_i$; its capital letters name the weight matrices that make them):
+# $$\mathrm{scores} = \frac{q\, k^\top}{\sqrt{d}},\qquad
 #   \mathrm{scores}_{ij} = -\infty \text{ where the mask is False},\qquad
-#   W = \mathrm{softmax}(\mathrm{scores}) \text{ along each row},\qquad \mathrm{out} = W V .$$
+#   W = \mathrm{softmax}(\mathrm{scores}) \text{ along each row},\qquad \mathrm{out} = W v .$$
 # $d$ is the size of the last dimension of `q`. Because $e^{-\infty} = 0$, masked weights come out **exactly 0** and
 # each row of $W$ still sums to 1. (Setting the scores to 0 instead would not work: $e^0 = 1$. Zeroing the weights
 # *after* the softmax would leave rows that no longer sum to 1.)
 #
 # `q`, `k`, `v` have shape `(..., T, d)` (any number of leading batch or head dimensions) and `mask` has shape `(T, T)`.
 # Return both the output `(..., T, d)` and the weights `(..., T, T)`.
+#
+# **Example** (the check below): queries, keys and values of shape `(3, 5, 8)` with `mask = causal_mask(5)` give an
+# output of shape `(3, 5, 8)` and weights of shape `(3, 5, 5)` whose entries above the diagonal are exactly 0, whose rows
+# sum to 1, and whose first row is `[1, 0, 0, 0, 0]`.
+#
+# **(3 points: 1 public, 2 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -234,6 +258,12 @@ def test_masked_attention_matches_formula(masked_attention):
         assert mine.grad is not None and torch.allclose(mine.grad, ref.grad, atol=1e-4), (
             f"the gradient with respect to {name} differs from the formula's: scores and weights must stay differentiable "
             "(no detach, no torch.no_grad)")
+    single = torch.randn(2, 1, 4, generator=gen)  # a sequence of one position
+    out1, w1 = masked_attention(single, single, single, torch.ones(1, 1, dtype=torch.bool))
+    assert tuple(out1.shape) == (2, 1, 4) and tuple(w1.shape) == (2, 1, 1), (
+        f"T = 1: expected output (2, 1, 4) and weights (2, 1, 1), got {tuple(out1.shape)} and {tuple(w1.shape)}")
+    assert torch.allclose(w1, torch.ones(2, 1, 1)) and torch.allclose(out1, single, atol=1e-6), (
+        "one position attends to itself with weight 1: the output is its value")
 
 # %% [raw]
 # # END TESTS
@@ -244,8 +274,8 @@ def test_masked_attention_matches_formula(masked_attention):
 # %% [markdown]
 # ## 3. Causal multi-head self-attention
 #
-# One linear layer `qkv` maps each position's vector (width $C$ = `n_embd`) to queries, keys and values at once
-# (width $3C$). **The grader rebuilds your model from its weights, so follow these conventions exactly:**
+# One linear layer `qkv` maps each position's vector (width $C$ = `n_embd`: the model width, $d$ in assignments 3–5;
+# GPT code calls it `n_embd` and writes shapes as `(B, T, C)`) to queries, keys and values at once (width $3C$). **The grader rebuilds your model from its weights, so follow these conventions exactly:**
 #
 # - split the last dimension of `self.qkv(x)` into three consecutive blocks of $C$: **q, k, v in that order**;
 # - split each of them into `n_head` heads of `C // n_head` **consecutive** dimensions: reshape `(B, T, C)` to
@@ -255,6 +285,11 @@ def test_masked_attention_matches_formula(masked_attention):
 #
 # (`F.scaled_dot_product_attention(q, k, v, is_causal=True)` computes the same thing faster; you may use it once your
 # own version passes. It does not return the weights, which we need for the heatmap below, so keep `masked_attention`.)
+#
+# **Example** (the check below): `CausalSelfAttention(32, 4)` maps an input of shape `(2, 10, 32)` to an output of
+# the same shape; changing the inputs at positions 5 to 9 leaves the outputs at positions 0 to 4 unchanged.
+#
+# **(3 points: 1 public, 2 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -392,6 +427,13 @@ def test_attention_matches_head_convention(CausalSelfAttention):
 # the model is small and trains for only a few minutes. Training must reach every parameter (the embeddings, both
 # sub-layers of every block, `ln_f`, `lm_head`): nothing may be detached. `__init__` fixes the layer names the grader expects, and
 # initialises the weights as GPT-2 does (normal, std 0.02): keep it.
+#
+# **Example** (the checks below): `GPT(vocab_size=11, block_size=16, n_layer=2, n_head=2, n_embd=16)` maps ids of
+# shape `(2, 9)` to logits of shape `(2, 9, 11)`; changing the tokens from position 5 on leaves the logits at positions 0
+# to 4 unchanged, and the first 3 ids alone give the first 3 rows of logits. The graded size maps `(1, 128)` ids to
+# `(1, 128, 65)` logits.
+#
+# **(4 points: 2 public, 2 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -563,6 +605,12 @@ def test_gpt_rejects_too_long_input(GPT):
 # Return the prompt followed by the new tokens, a 1-D tensor of length `len(prompt) + max_new_tokens`.
 # Passing a seeded `torch.Generator` makes the text reproducible (the same seed gives the same text, another seed other
 # text). A low temperature sharpens the distribution towards greedy decoding; a high one flattens it towards uniform.
+#
+# **Example** (the checks below): with a model whose logits depend only on the last token (a random 6 × 6 table,
+# `torch.Generator().manual_seed(0)`), `generate(model, torch.tensor([2, 0, 5]), 7, greedy=True)` returns the 1-D tensor
+# `[2, 0, 5, 2, 1, 4, 5, 2, 1, 4]`: the prompt and 7 new tokens. `temperature=0` or below raises a `ValueError`.
+#
+# **(5 points: 1 public, 4 hidden)**
 
 # %% [raw]
 # # BEGIN QUESTION
@@ -786,20 +834,21 @@ def test_sampler_crops_long_prompts(generate):
 # validation. `course.language_model.train` draws random windows of `BLOCK_SIZE + 1` characters, trains with AdamW
 # (learning rate 2e-3, decaying along a cosine) and plots the estimated train and validation loss as it goes.
 #
-# **Budget.** The reference solution (4 layers, width 128, context 128: 0.8 million parameters) trains 2,000 steps of
-# 32 windows: about 8½ minutes on one thread of the course's 2-core CPU when it is idle (0.25 s a step), 10 minutes
-# beside other jobs (595–618 CPU-s over three seeds); the whole notebook, on both cores, ran in 5 minutes in the
-# course's build. On a GPU it takes well under a minute (not measured: no GPU was
-# available when this was written); there you can train longer (say `STEPS = 5000`) for better text, or try a wider model for your own
-# curiosity (the graded one must keep the sizes above).
+# **Budget.** The model (4 layers, width 128, context 128: 0.8 million parameters) trains 2,000 steps of 32 windows.
+# With more time (on a GPU, say) you can train longer (`STEPS = 5000`) for better text, or try a wider model for your
+# own curiosity (the graded one must keep the sizes above).
 #
-# **What paid off** (validation loss as graded, seed 42, on one CPU thread of the course's shared machine). The previous
-# graded model, 2 layers of width 64 with a context of 64 characters, reached 1.81 after 2,000 steps (2 minutes): its
-# samples were barely words. 4 layers of width 128 with a context of 64 reached 1.594 after 3,000 steps (474 s); with a
-# context of 128 (this recipe), 1.572 after 2,000 steps (640 s, on a busier machine). Per second of training the two
-# contexts are close; the longer one reads and writes longer stretches, and its windows of 128 characters give every
-# prediction a longer past. Training uses your `masked_attention`: with `F.scaled_dot_product_attention` instead, a step
-# took 15% less time (0.24 s against 0.29 s).
+# **What else we tried and what it gave** (validation loss as graded, seed 42):
+#
+# | model | validation loss |
+# |---|---|
+# | 2 layers of width 64, context 64, 2,000 steps | 1.81 (samples are barely words) |
+# | 4 layers of width 128, context 64, 3,000 steps | 1.594 |
+# | **this recipe**: 4 layers of width 128, context 128, 2,000 steps | 1.572 |
+#
+# Per second of training the two contexts are close; the longer one reads and writes longer stretches, and its windows
+# of 128 characters give every prediction a longer past. Training uses your `masked_attention`; PyTorch's fused
+# `F.scaled_dot_product_attention` would make a step about 15% faster.
 #
 # *Tip for slow CPUs*: if every step takes seconds rather than a fraction of one, other programs compete for the cores;
 # `torch.set_num_threads(1)` often helps a lot.
@@ -813,6 +862,20 @@ train_ids, val_ids = language_model.train_val_split(ids, 0.9)
 print(f"{len(corpus):,} characters: {len(train_ids):,} for training, {len(val_ids):,} for validation")
 print(repr(tokenizer.decode(train_ids[:80])))
 
+# %% [markdown]
+# **Before training: a sanity check (not graded, seconds).** An untrained GPT guesses every character with about the
+# same probability, so its loss is close to $\ln 65 \approx 4.17$; and a correct model learns two windows of 32
+# characters by heart, bringing their loss below 0.5 in a few dozen steps. If either fails, the message says what is
+# likely wrong: fix it before the minutes of training.
+
+# %% tags=["otter_ignore"]
+training.seed_everything(42)
+inputs, targets = language_model.random_batch(train_ids, 32, 2, generator=torch.Generator().manual_seed(0))
+training.sanity_check(GPT(), (inputs, targets), language_model.lm_loss,
+                      expected_initial=math.log(VOCAB_SIZE), overfit_below=0.5,
+                      hint="Check causal_mask (True = may attend, diagonal included), masked_attention (-inf before the "
+                           "softmax) and that GPT.forward returns logits of shape (batch, t, vocabulary).")
+
 # %% tags=["otter_ignore"]
 STEPS, SEED = 2000, 42
 training.seed_everything(SEED)
@@ -824,14 +887,14 @@ language_model.plot_lm_history(history, "character GPT");
 
 # %% [markdown]
 # A model that knows nothing scores $\ln 65 \approx 4.17$; one that only counts character frequencies about 3.3, and
-# one that looks at the previous character only (a bigram table) about 2.5. Attention over the last 128 characters is
+# one that looks only at the character before (a bigram table) about 2.5. Attention over the last 128 characters is
 # what takes the GPT below that.
 
 # %% [markdown]
 # ## 7. Samples
 #
 # The same prompt at several temperatures, with a fixed seed so you can compare runs. Low temperatures repeat the
-# most likely words; high ones invent spelling. The reference model (seed 42, validation loss 1.572) wrote, for
+# most likely words; high ones invent spelling. A correct solution (seed 42, validation loss 1.572) wrote, for
 # instance:
 #
 # ```
@@ -899,14 +962,15 @@ print("largest weight above the diagonal:", torch.triu(weights[0, head], diagona
 # %% [markdown]
 # ## 9. Export your weights (graded)
 #
-# The grader loads `a6_weights.safetensors` into the GPT above (65 characters, block 128, 4 layers, 4 heads, width
+# The autograder loads `a6_weights.safetensors` into the GPT above (65 characters, block 128, 4 layers, 4 heads, width
 # 128) on a CPU and computes the mean cross-entropy over the held-out last 10% of tiny-shakespeare, cut into
 # consecutive windows of 128 characters — exactly what `language_model.sequential_loss` prints below.
 #
-# **To pass, the validation loss must be at most 1.73.** The reference solution, trained as above for 2,000 steps on a
-# CPU, reached 1.572, 1.564 and 1.580 with seeds 42, 1 and 2; the threshold is 0.15 above the worst seed, a margin for
-# seeds and other hardware, not for a broken model: a bigram table scores about 2.5, and the previous graded model
-# (2 layers of width 64, context 64) about 1.81.
+# **To pass, the validation loss must be at most 1.73.** A correct solution, trained as above for 2,000 steps, reaches
+# 1.564–1.580 (seeds 42, 1 and 2); the margin covers seeds and other hardware, not a broken model: a bigram table
+# scores about 2.5, and the small model of the table in section 6 (2 layers of width 64, context 64) about 1.81.
+#
+# **(4 points: 1 public, 3 hidden)**
 
 # %% tags=["otter_ignore"]
 print(f"validation loss (as graded): {language_model.sequential_loss(model, val_ids, BLOCK_SIZE):.4f}")
