@@ -833,6 +833,18 @@ for name, acc in results.items():
     print(f"{name:<24} test accuracy {acc:.4f}")
 
 # %% [markdown]
+# **Written answer `w1_best_model` (2 points, graded by the course staff).** Before you read on, in two or three sentences: which of your four models did best, and by how much? Why do you think frozen GloVe vectors, trained on far more text than IMDB, do worse here?
+#
+# Write your answer in the cell below. The export cell puts it into `a2_embeddings_written_answers.md` inside your
+# submission zip; save the notebook before exporting.
+
+# %% [markdown] tags=["written_answer"] written_answer={"name": "w1_best_model", "points": 2}
+# _Type your answer here, replacing this text._
+
+# %% [markdown] tags=["rubric"]
+# 1 point: names the best of their four models and the gap to frozen GloVe with their own numbers (typically the learned masked mean or fine-tuned GloVe near 87%, frozen GloVe near 74%: about 13 points). 1 point: a plausible reason: GloVe vectors encode which words occur together, not sentiment (antonyms get similar vectors), and a frozen model is linear in the average vector, while vectors learned or fine-tuned for this task move sentiment words apart. Accept another ranking if their numbers show it and they reason about it.
+
+# %% [markdown]
 # ### Why is frozen GloVe so much worse?
 #
 # Reference results on the 25,000 test reviews (CPU, batches of 128, Adam 3e-3; seeds 42, 1 and 2):
@@ -855,18 +867,6 @@ for name, acc in results.items():
 # words that matter for *this* task ("waste", "awful", "7/10", "superb") along a sentiment direction, which is exactly
 # what the linear head needs. A frozen pre-trained embedding needs a more powerful model on top — for example the
 # Transformer of the next assignments.
-
-# %% [markdown]
-# **Written answer `w1_best_model` (2 points, graded by the course staff).** In two or three sentences: which of your four models did best, by how much, and does it agree with the explanation above?
-#
-# Write your answer in the cell below. The export cell puts it into `a2_embeddings_written_answers.md` inside your
-# submission zip; save the notebook before exporting.
-
-# %% [markdown] tags=["written_answer"] written_answer={"name": "w1_best_model", "points": 2}
-# _Type your answer here, replacing this text._
-
-# %% [markdown] tags=["rubric"]
-# 1 point: names the best of their four models and the gap to frozen GloVe with their own numbers (typically masked mean or fine-tuned GloVe near 87%, frozen GloVe near 74%: about 13 points). 1 point: relates it to the explanation (frozen GloVe makes the model linear in the average vector, sentiment is a small part of co-occurrence vectors; fine-tuning moves sentiment words). Accept another ranking if their numbers show it and they explain it.
 
 # %% [markdown]
 # ## 7. What did the embeddings learn?
