@@ -1151,7 +1151,9 @@ def test_the_network_is_closed_to_the_notebook(reference_zip, tmp_path):
 
 GRADERS_STATE = '''
 import os
-NEEDLE, CONTROL = %(needle)r[::-1].encode(), %(control)r[::-1].encode()  # a hidden case's name; one no file has
+# a hidden case's name, in two halves that are never joined in this process (so that finding it means a copy that
+# came from elsewhere), each written backwards in this cell
+FIRST, SECOND = %(first)r[::-1].encode(), %(second)r[::-1].encode()
 
 found, pid, ROOT = [], os.getpid(), None  # this grading's processes: the test process, the supervisor, ... (other
 while pid > 1:                            # gradings on the machine may run older code)
@@ -1160,13 +1162,13 @@ while pid > 1:                            # gradings on the machine may run olde
         arguments = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\\0")
     except (OSError, ValueError):
         break
-    if any(NEEDLE in argument for argument in arguments):
+    if any(FIRST + SECOND in argument for argument in arguments):  # joined here only, in a temporary
         found.append(f"the command line of {pid}")
     for i, argument in enumerate(arguments[:-1]):
         if argument.endswith(b"supervise.py"):
             ROOT = arguments[i + 1].decode()
 assert ROOT is not None, "the supervisor is not among this process's ancestors"
-hits = {NEEDLE: 0, CONTROL: 0}  # this process's own memory: what it was forked with
+hits = 0  # this process's own memory: what it was forked with
 with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", buffering=0) as memory:
     for line in maps:
         parts = line.split()
@@ -1179,10 +1181,12 @@ with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", buffering=0) 
                 data = memory.read(min(8 * 2**20 + 64, end - window))
             except (OSError, OverflowError, ValueError):
                 break
-            for needle in hits:
-                hits[needle] += data[:8 * 2**20 + len(needle) - 1].count(needle)
+            at = data.find(FIRST)
+            while 0 <= at < 8 * 2**20:
+                hits += data[at + len(FIRST):at + len(FIRST) + len(SECOND)] == SECOND
+                at = data.find(FIRST, at + 1)
             del data
-if hits[NEEDLE] > hits[CONTROL]:
+if hits:
     found.append("memory")
 for name in ("results.json", "supervisor.json"):
     try:
@@ -1204,10 +1208,10 @@ def test_nothing_of_the_graders_state_reaches_the_notebook(reference_zip, tmp_pa
     with zipfile.ZipFile(A1.zip_path) as zf:
         manifest = json.loads(zf.read("grading.json"))
     hidden = next(case["name"] for question in manifest["questions"] for case in question["cases"] if case["hidden"])
-    control = "".join(reversed(hidden))  # the same length, in no file
-    source = GRADERS_STATE % {"needle": hidden[::-1], "control": control[::-1]}
+    half = len(hidden) // 2
+    source = GRADERS_STATE % {"first": hidden[:half][::-1], "second": hidden[half:][::-1]}
     results = _grade_appended(reference_zip, tmp_path, source)
-    assert "grader's state found: [] {" in (tmp_path / "out" / "grading.log").read_text(), "the search did not finish"
+    assert "grader's state found: [] 0" in (tmp_path / "out" / "grading.log").read_text(), "the search did not finish"
     assert sum(_scores(results).values()) == FULL, (_scores(results), results["output"])
 
 
