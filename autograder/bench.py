@@ -7,12 +7,16 @@ in a child process the way Gradescope does (the zip's run_autograder: the superv
 notebook's process), with the interpreter given by --python (`make bench-grading` uses the environment built by
 `make gradescope-env` from the zip's requirements only). CPU seconds are the user+system time of the whole process
 tree; peak memory is the largest sum, sampled every 50 ms, of the proportional set size (PSS) of the processes
-Gradescope would run (this repository's small wrapper process is left out).
+Gradescope would run (this repository's small wrapper process is left out). Each grading runs in the emulation of
+Gradescope's container where this machine allows it (768 MB, 0.5 CPU: autograder/container.py), so wall seconds
+are Gradescope's; `cgroup_mb` is the kernel's own high-water mark of that container (everything charged to it, page
+cache it read for the first time included), and the last column says which limits were enforced.
 Budget per submission: 120 CPU-seconds and 600 MB.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import subprocess
 import sys
@@ -51,13 +55,21 @@ def measure(command: list[str], env: dict | None = None) -> dict:
             "wall_s": round(time.time() - start, 1), "peak_mb": round(peak / 2**20), "rc": proc.returncode}
 
 
+def _enforced(container: dict) -> str:
+    if not container.get("enforced"):
+        return f"not emulated ({container.get('why', '?')})"
+    return " and ".join(part for part in (f"{container['memory_mb']} MB" if container.get("memory_mb") else "",
+                                          f"{container['cpus']} CPU" if container.get("cpus") else "") if part)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*")
     parser.add_argument("--python", default=sys.executable, help="interpreter that grades (default: this one)")
     args = parser.parse_args(argv)
     print(f"grading with {args.python}")
-    print(f"{'assignment':<20} {'score':>9} {'cpu_s':>7} {'wall_s':>7} {'peak_mb':>8}  within budget ({CPU_BUDGET_S} CPU-s, {MEMORY_BUDGET_MB} MB)")
+    print(f"{'assignment':<20} {'score':>9} {'cpu_s':>7} {'wall_s':>7} {'peak_mb':>8} {'cgroup_mb':>9}  within budget "
+          f"({CPU_BUDGET_S} CPU-s, {MEMORY_BUDGET_MB} MB)  container")
     ok = True
     for name in args.names or list(ASSIGNMENTS):
         submission = BUILD / name / "reference" / f"{name}-reference.zip"
@@ -69,9 +81,12 @@ def main(argv=None) -> int:
             row = measure([sys.executable, "-m", "autograder.grade", str(submission), "--assignment", name, "--out", out,
                            "--python", args.python])
             score = open(f"{out}/summary.txt").read().strip().splitlines()[-1].removeprefix("total: ")
+            container = json.loads(open(f"{out}/run.json").read()).get("container", {})
         within = row["cpu_s"] <= CPU_BUDGET_S and row["peak_mb"] <= MEMORY_BUDGET_MB
         ok &= within
-        print(f"{name:<20} {score:>9} {row['cpu_s']:>7} {row['wall_s']:>7} {row['peak_mb']:>8}  {'yes' if within else 'NO'}")
+        print(f"{name:<20} {score:>9} {row['cpu_s']:>7} {row['wall_s']:>7} {row['peak_mb']:>8} "
+              f"{container.get('peak_mb') if container.get('peak_mb') is not None else '-':>9}  "
+              f"{'yes' if within else 'NO':<42} {_enforced(container)}")
     return 0 if ok else 1
 
 

@@ -9,7 +9,10 @@ temporary folder laid out like Gradescope's /autograder, the submission into `su
 `run_autograder` runs (the course's grading supervisor, autograder/sandbox), which writes `results/results.json`.
 This module only lays the folder out, runs that file under an outer time limit (Gradescope's 600 s), and reads the
 results. `--python` chooses the interpreter the zip runs with: `make gradescope-env` builds one from the zip's
-requirements only, as Gradescope's image does. Next to results.json, summary.txt shows the per-question scores and
+requirements only, as Gradescope's image does. Each grading runs in an emulation of Gradescope's container where
+this machine allows it (autograder/container.py: a memory cgroup of 768 MB, memory and swap, and a CPU quota of 0.5;
+root only); `--container memory` keeps the memory limit only, `--container none` neither; run.json records what
+was enforced. Next to results.json, summary.txt shows the per-question scores and
 grading.log what the grader logged; the last line printed is `score: X / Y`.
 """
 from __future__ import annotations
@@ -30,6 +33,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from autograder import container as containers
 from autograder.assignments import ASSIGNMENTS, Assignment, find
 from autograder.sandbox.limits import descendants, processes_of_user
 from autograder.sandbox.processes import become_subreaper, is_zombie, kill_tree
@@ -98,6 +102,7 @@ class ZipRun:
     wall_s: float
     timed_out: bool
     left: list[int]  # processes of this grading still alive after it (there must be none)
+    container: dict = dataclasses.field(default_factory=dict)  # what of Gradescope's container was enforced
 
 
 _RUNNING: set[int] = set()  # the run_autograder processes of the gradings this process runs now (grade-all's threads)
@@ -112,18 +117,24 @@ def _adopt_orphans(more: int) -> None:
             become_subreaper(more > 0)
 
 
-def run_zip(run_autograder: Path, log_path: Path, timeout_s: float, python: str | None = None) -> ZipRun:
-    """Run the zip's run_autograder as Gradescope would, killing everything after `timeout_s`. What outlives it is
-    killed too, and listed in `left`: while it grades, this process is a child subreaper, so a process the grading
-    left (or detached) is adopted here, not by init, whatever its user."""
+def run_zip(run_autograder: Path, log_path: Path, timeout_s: float, python: str | None = None,
+            container: containers.Limits | None = None) -> ZipRun:
+    """Run the zip's run_autograder as Gradescope would, killing everything after `timeout_s`, inside a container
+    with `container`'s limits where this machine allows it. What outlives it is killed too, and listed in `left`:
+    while it grades, this process is a child subreaper, so a process the grading left (or detached) is adopted here,
+    not by init, whatever its user."""
     _adopt_orphans(+1)
     try:
-        return _run_zip(run_autograder, log_path, timeout_s, python)
+        with containers.Container(container) as enclosure:
+            run = _run_zip(run_autograder, log_path, timeout_s, python, enclosure)
+            run.container = enclosure.record()
+            return run
     finally:
         _adopt_orphans(-1)
 
 
-def _run_zip(run_autograder: Path, log_path: Path, timeout_s: float, python: str | None) -> ZipRun:
+def _run_zip(run_autograder: Path, log_path: Path, timeout_s: float, python: str | None,
+             enclosure: containers.Container) -> ZipRun:
     root = run_autograder.parent
     interpreter = Path(python or sys.executable).absolute()
     bin_folder = interpreter.parent
@@ -136,8 +147,8 @@ def _run_zip(run_autograder: Path, log_path: Path, timeout_s: float, python: str
     env.pop("PYTHONPATH", None)
     started, timed_out, before = time.monotonic(), False, descendants(os.getpid())
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(["bash", str(run_autograder)], stdout=log, stderr=subprocess.STDOUT, env=env,
-                                cwd=root, start_new_session=True)
+        proc = subprocess.Popen(enclosure.command(["bash", str(run_autograder)]), stdout=log,
+                                stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True)
         with _RUNNING_LOCK:
             _RUNNING.add(proc.pid)
         try:
@@ -201,17 +212,26 @@ def _clean_up_after(report: dict) -> None:
         subprocess.run(["rm", "-rf", "--one-file-system", "--", report["private"]], check=False)
     if isinstance(report.get("kernel_uid"), int):
         users.clean_up_after(report["kernel_uid"])
+    group = report.get("notebook_cgroup")
+    if isinstance(group, str) and group.startswith("/sys/fs/cgroup/") and \
+            Path(group).name.startswith("course-notebook-") and Path(group).is_dir():
+        from autograder.sandbox.cgroups import Cgroup
+
+        containers.Container._remove(Cgroup(Path(group), 1 if "/sys/fs/cgroup/memory/" in group else 2, "memory"))
 
 
 def grade(submission, assignment: Assignment | None = None, out_dir=None, timeout_s: float = DEFAULT_TIMEOUT_S,
-          quiet: bool = False, python: str | None = None) -> dict:
-    """Grade one submission; returns the Gradescope results dict (also written to out_dir/results.json)."""
-    return grade_with_run(submission, assignment, out_dir, timeout_s, quiet, python)[0]
+          quiet: bool = False, python: str | None = None,
+          container: containers.Limits | None = containers.MEMORY_ONLY) -> dict:
+    """Grade one submission; returns the Gradescope results dict (also written to out_dir/results.json).
+    `container`: the limits of the emulated Gradescope container (containers.GRADESCOPE: 768 MB and 0.5 CPU; the
+    default, containers.MEMORY_ONLY, the memory limit at this machine's speed; None: no container)."""
+    return grade_with_run(submission, assignment, out_dir, timeout_s, quiet, python, container)[0]
 
 
 def grade_with_run(submission, assignment: Assignment | None = None, out_dir=None,
-                   timeout_s: float = DEFAULT_TIMEOUT_S, quiet: bool = False,
-                   python: str | None = None) -> tuple[dict, ZipRun | None]:
+                   timeout_s: float = DEFAULT_TIMEOUT_S, quiet: bool = False, python: str | None = None,
+                   container: containers.Limits | None = containers.MEMORY_ONLY) -> tuple[dict, ZipRun | None]:
     """`grade`, and how the zip's run went (None when there was nothing to run it on)."""
     submission = Path(submission).resolve()
     assignment = assignment or find(submission.name)
@@ -224,13 +244,13 @@ def grade_with_run(submission, assignment: Assignment | None = None, out_dir=Non
     start, run = time.time(), None
     tmp = tempfile.mkdtemp(prefix="grade-")
     try:
-        os.chmod(tmp, 0o755)  # grading as root, the notebook runs as another user, who passes through
+        os.chmod(tmp, 0o700)  # the notebook's user needs nothing here (its folders are the supervisor's private one)
         if not submission.exists():
             results = _fallback_results(assignment, f"Submission {submission.name} not found.")
         else:
             try:
                 entry = gradescope_layout(Path(tmp) / "autograder", assignment, submission)
-                run = run_zip(entry, out_dir / "grading.log", timeout_s, python)
+                run = run_zip(entry, out_dir / "grading.log", timeout_s, python, container)
             except zipfile.BadZipFile:
                 results = _fallback_results(assignment, f"{submission.name} is not a readable zip file: submit the "
                                                         "zip made by the export cell.")
@@ -248,7 +268,7 @@ def grade_with_run(submission, assignment: Assignment | None = None, out_dir=Non
                                          results.get("output", "")).strip()
                 (out_dir / "run.json").write_text(json.dumps({"results_by_zip": run.results is not None,
                                                               "wall_s": round(run.wall_s, 1), "timed_out": run.timed_out,
-                                                              "left": run.left}))
+                                                              "left": run.left, "container": run.container}))
     finally:  # rm, not shutil.rmtree: a submission's folders can be nested deeper than Python's recursion limit
         subprocess.run(["rm", "-rf", "--", tmp], check=False)
     results.setdefault("execution_time", round(time.time() - start, 1))
@@ -304,7 +324,8 @@ def summarize(results: dict, path: Path, assignment: Assignment) -> tuple[float,
 
 
 def grade_all(folder, out_dir=None, assignment: Assignment | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
-              python: str | None = None, jobs: int | None = None) -> Path:
+              python: str | None = None, jobs: int | None = None,
+              container: containers.Limits | None = containers.MEMORY_ONLY) -> Path:
     """Grade every notebook/zip in `folder` (one per student), `jobs` at a time (default: the machine's cores), each
     within the same limits as alone; one bad submission never stops the rest."""
     folder = Path(folder)
@@ -313,7 +334,8 @@ def grade_all(folder, out_dir=None, assignment: Assignment | None = None, timeou
 
     def one(sub: Path):
         try:
-            return per_question(grade(sub, assignment, out_dir / sub.stem, timeout_s, quiet=True, python=python)), ""
+            return per_question(grade(sub, assignment, out_dir / sub.stem, timeout_s, quiet=True, python=python,
+                                      container=container)), ""
         except Exception as exc:  # noqa: BLE001 - recorded in the CSV, the others go on
             return {}, f"{type(exc).__name__}: {exc}"
 
@@ -338,6 +360,9 @@ def grade_all(folder, out_dir=None, assignment: Assignment | None = None, timeou
     return csv_path
 
 
+CONTAINERS = {"gradescope": containers.GRADESCOPE, "memory": containers.MEMORY_ONLY, "none": None}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("submission", nargs="?", help="a notebook or export zip")
@@ -347,12 +372,15 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds before grading is stopped")
     parser.add_argument("--python", help="interpreter that grades (default: this one); see `make gradescope-env`")
     parser.add_argument("--jobs", type=int, help="with --all: submissions graded at once (default: the cores)")
+    parser.add_argument("--container", choices=sorted(CONTAINERS), default="gradescope",
+                        help="Gradescope's container emulated (default: 768 MB and 0.5 CPU; memory: 768 MB only)")
     args = parser.parse_args(argv)
     assignment = ASSIGNMENTS[args.assignment] if args.assignment else None
+    container = CONTAINERS[args.container]
     if args.all:
-        grade_all(args.all, args.out, assignment, args.timeout, args.python, args.jobs)
+        grade_all(args.all, args.out, assignment, args.timeout, args.python, args.jobs, container)
     elif args.submission:
-        grade(args.submission, assignment, args.out, args.timeout, python=args.python)
+        grade(args.submission, assignment, args.out, args.timeout, python=args.python, container=container)
     else:
         parser.error("give a SUBMISSION or --all FOLDER")
 

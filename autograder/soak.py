@@ -10,7 +10,8 @@ with the interpreter of `make gradescope-env`, as Gradescope would.
 
 One row per assignment: runs, distinct per-test score vectors (1 means every run gave every test the same score),
 the score, and the fastest and slowest grading in seconds. Where runs differ, the tests that differ are listed
-with the output of a run that lost points. Exits non-zero unless every assignment has a single score vector and
+with the output of a run that lost points. Each grading runs in the emulation of Gradescope's container where this
+machine allows it (768 MB and 0.5 CPU, autograder/container.py). Exits non-zero unless every assignment has a single score vector and
 that vector is full marks.
 """
 from __future__ import annotations
@@ -31,11 +32,13 @@ def reference_submission(name: str):
 
 def grade_once(name: str, run: int, python: str | None) -> dict:
     """One grading of the reference of `name`: its per-test scores, outputs and seconds (in a worker process)."""
+    from autograder.container import GRADESCOPE
     from autograder.grade import grade
 
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"soak-{name}-{run}-") as out:
-        results = grade(reference_submission(name), ASSIGNMENTS[name], out_dir=out, quiet=True, python=python)
+        results = grade(reference_submission(name), ASSIGNMENTS[name], out_dir=out, quiet=True, python=python,
+                        container=GRADESCOPE)
     tests = results.get("tests", [])
     return {"name": name, "run": run, "seconds": time.monotonic() - start,
             "scores": tuple((t.get("name", "?"), t.get("score"), t.get("max_score")) for t in tests),

@@ -8,7 +8,10 @@ the zip's own run_autograder, in the Gradescope environment (`make gradescope-en
 points gained over what the submission deserves without its attack (must be 0), points lost beyond it (what the
 attack cost the questions it does not concern: should be 0), no hidden text ("LEAKED") in results.json, whether the zip's entry point wrote
 results.json (must be yes), the peak memory of the whole process tree (PSS, at most 700 MB), wall seconds (at most
-540 s), and the processes of the grading alive after it (must be 0). Exit status 1 if any row breaks a bound.
+540 s), the processes of the grading alive after it (must be 0), files and System V IPC objects of the notebook's
+user left after it (must be 0). Each grading runs
+in the emulated Gradescope container (768 MB, 0.5 CPU) where this machine allows it. Exit status 1 if any row breaks
+a bound.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import argparse
 import dataclasses
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import zipfile
@@ -147,7 +151,28 @@ CATALOGUE = [
     Attack("hidden inputs in an exception's place", _appended(attacks.FORGED_EXCEPTION_TEXT), FULL - 2),
     Attack("a reply that expands when read", _appended(attacks.EXPANDING_REPLY), FULL - 2),
     Attack("one question slower than every budget", _appended(attacks.SLOW_QUESTION), FULL - 3),
+    # the container (issue 23)
+    Attack("the network (TCP, UDP, Unix) to listeners", None, FULL),  # made in run(): listeners of its own
+    Attack("the grader's state (command lines, memory, results)", None, FULL),
+    Attack("System V IPC, POSIX queues, files in /run/lock", _inserted(attacks.LEFTOVERS_OF_OTHER_KINDS), FULL),
 ]
+
+
+def _hidden_case_names() -> list[str]:
+    with zipfile.ZipFile(A1.zip_path) as zf:
+        manifest = json.loads(zf.read("grading.json"))
+    return [case["name"] for question in manifest["questions"] for case in question["cases"] if case["hidden"]]
+
+
+def _objects_left(uid) -> int:
+    """Files of the notebook's user in the world-writable folders, and its System V IPC objects."""
+    if not isinstance(uid, int):
+        return 0
+    from autograder.sandbox.users import ipc_objects, writable_places
+
+    files = sum(1 for folder in writable_places() if os.path.isdir(folder) for entry in os.scandir(folder)
+                if entry.stat(follow_symlinks=False).st_uid == uid)
+    return files + sum(len(ids) for ids in ipc_objects(uid).values())
 
 
 def run(attack: Attack, python: Path, quick: bool) -> dict:
@@ -155,16 +180,47 @@ def run(attack: Attack, python: Path, quick: bool) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="attack-") as tmp:
         folder = Path(tmp)
-        submission = attack.make(folder)
+        listeners = None
+        if attack.name.startswith("the network"):
+            from test_sandbox import _listeners
+
+            listening = Path(tempfile.mkdtemp(prefix="course-attack-", dir="/tmp"))
+            os.chmod(listening, 0o755)
+            listeners = _listeners(listening)
+            tcp, udp, unix = listeners
+            make = _appended(attacks.REACH_OUT % {"tcp": tcp.getsockname()[1], "udp": udp.getsockname()[1],
+                                                  "unix": str(listening / "listener")})
+        elif attack.name.startswith("the grader's state"):
+            hidden = _hidden_case_names()[0]
+            half = len(hidden) // 2
+            make = _appended(attacks.GRADERS_STATE % {"first": hidden[:half][::-1], "second": hidden[half:][::-1]})
+        else:
+            make = attack.make
+        submission = make(folder)
         env = {**os.environ, **(QUICK_LIMITS if quick else {}), **attack.env}
         row = measure([sys.executable, "-m", "autograder.grade", str(submission), "--assignment", A1.name,
                        "--out", str(folder / "out"), "--python", str(python)], env=env)
         results = json.loads((folder / "out" / "results.json").read_text())
         zip_run = json.loads((folder / "out" / "run.json").read_text())
+        try:
+            report = json.loads((folder / "out" / "supervisor.json").read_text())
+        except (OSError, ValueError):
+            report = {}
+        if listeners is not None:
+            from test_sandbox import _what_listeners_saw
+
+            reached = _what_listeners_saw(*listeners)
+            for listener in listeners:
+                listener.close()
+            subprocess.run(["rm", "-rf", str(listening)], check=False)
+        else:
+            reached = []
     score = sum(t.get("score", 0) for t in results["tests"])
-    return {"attack": attack.name, "gained": max(0.0, score - attack.deserves), "lost": max(0.0, attack.deserves - score),
-            "leaked": "LEAKED" in json.dumps(results, ensure_ascii=False), "by_zip": zip_run["results_by_zip"],
-            "peak_mb": row["peak_mb"], "wall_s": row["wall_s"], "left": len(zip_run["left"])}
+    return {"attack": attack.name, "gained": max(0.0, score - attack.deserves) + len(reached),
+            "lost": max(0.0, attack.deserves - score), "leaked": "LEAKED" in json.dumps(results, ensure_ascii=False),
+            "by_zip": zip_run["results_by_zip"], "peak_mb": row["peak_mb"], "wall_s": row["wall_s"],
+            "left": len(zip_run["left"]) + _objects_left(report.get("kernel_uid")),
+            "cgroup_mb": (zip_run.get("container") or {}).get("peak_mb")}
 
 
 def main(argv=None) -> int:
@@ -175,17 +231,18 @@ def main(argv=None) -> int:
     parser.add_argument("--python", default=str(BUILD / "gradescope-env" / "bin" / "python"))
     args = parser.parse_args(argv)
     chosen = [a for a in CATALOGUE if not args.names or any(n in a.name for n in args.names)]
-    print(f"{'attack':<52} {'gained':>6} {'lost':>5} {'results by zip':>14} {'peak MB':>7} {'wall s':>6} {'left':>4}",
-          flush=True)
+    print(f"{'attack':<52} {'gained':>6} {'lost':>5} {'results by zip':>14} {'peak MB':>7} {'cgroup MB':>9} "
+          f"{'wall s':>6} {'left':>4}", flush=True)
     ok = True
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         for row in pool.map(lambda attack: run(attack, Path(args.python), args.quick), chosen):
             good = row["gained"] == 0 and not row["leaked"] and row["by_zip"] and row["peak_mb"] <= 700 \
                 and row["wall_s"] <= 540 and row["left"] == 0
             ok &= good
-            print(f"{row['attack'][:52]:<52} {row['gained']:>6g} {row['lost']:>5g} {'yes' if row['by_zip'] else 'NO':>14} "
-                  f"{row['peak_mb']:>7} {row['wall_s']:>6} {row['left']:>4}{'' if good else '  <-- out of bounds'}",
-                  flush=True)
+            print(f"{row['attack'][:52]:<52} {row['gained']:>6g} {row['lost']:>5g} "
+                  f"{'yes' if row['by_zip'] else 'NO':>14} {row['peak_mb']:>7} "
+                  f"{row['cgroup_mb'] if row['cgroup_mb'] is not None else '-':>9} {row['wall_s']:>6} {row['left']:>4}"
+                  f"{'' if good else '  <-- out of bounds'}", flush=True)
     if os.path.exists("/tmp/course-attack-bench-ran"):
         print("a payload of a submission ran", flush=True)
         ok = False

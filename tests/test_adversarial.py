@@ -16,6 +16,7 @@ import nbformat
 import pytest
 
 from autograder.assignments import ASSIGNMENTS, Assignment
+from autograder.container import GRADESCOPE
 from autograder.grade import grade_with_run, per_question, questions_of
 from test_grading import FULL, _insert_after_imports, _notebook, gradescope_python
 
@@ -55,9 +56,14 @@ def _check_invariants(run, out: Path) -> None:
     assert not os.path.exists(report["private"]), "the supervisor's private folder outlived grading"
     uid = report.get("kernel_uid")
     if uid is not None:
-        left = [entry.path for folder in TEMPORARY_FOLDERS if os.path.isdir(folder) for entry in os.scandir(folder)
-                if entry.stat(follow_symlinks=False).st_uid == uid]
+        from autograder.sandbox.users import ipc_objects, writable_places
+
+        left = [entry.path for folder in {*TEMPORARY_FOLDERS, *writable_places()} if os.path.isdir(folder)
+                for entry in os.scandir(folder) if entry.stat(follow_symlinks=False).st_uid == uid]
         assert not left, f"files of the notebook's user outlived grading: {left}"
+        assert not ipc_objects(uid), f"System V IPC objects of the notebook's user outlived grading: {ipc_objects(uid)}"
+    group = report.get("notebook_cgroup")
+    assert group is None or not os.path.exists(group), f"the notebook's cgroup outlived grading: {group}"
 
 
 def _grade(submission, tmp_path, **kwargs):
@@ -329,7 +335,7 @@ def test_slow_tests_of_the_exported_files_and_cells_that_use_their_budget_end_be
         if name == "tests/q6_trained_model.py" else content)
     sleep = "import time\ntime.sleep(14)"
     started = time.monotonic()
-    results = _grade_appended(reference_zip, tmp_path, sleep, sleep)
+    results = _grade_appended(reference_zip, tmp_path, sleep, sleep, container=GRADESCOPE)  # a time limit: at 0.5 CPU
     assert time.monotonic() - started < 75 + 10
     by_question = questions_of(results)
     assert by_question["q6_trained_model"]["score"] == 1, by_question["q6_trained_model"]  # the file loads: 1 point
@@ -338,16 +344,17 @@ def test_slow_tests_of_the_exported_files_and_cells_that_use_their_budget_end_be
 
 
 def _grade_measured_in_gradescopes_environment(notebook, tmp_path):
-    """Grade as `make bench-grading` does: in the Gradescope environment, with the memory of every process measured;
-    (results, peak MB)."""
+    """Grade as `make bench-grading` does: in the Gradescope environment, in the emulated container's 768 MB (at this
+    machine's speed), with the memory of every process measured; (results, peak MB, run.json)."""
     from autograder.bench import measure
 
     python = gradescope_python()
     row = measure([sys.executable, "-m", "autograder.grade", str(notebook), "--assignment", A1.name,
-                   "--out", str(tmp_path / "out"), "--python", str(python)])
+                   "--out", str(tmp_path / "out"), "--python", str(python), "--container", "memory"])
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["results_by_zip"] and not run["left"], run
-    return json.loads((tmp_path / "out" / "results.json").read_text()), row["peak_mb"]
+    print(f"PSS peak {row['peak_mb']} MB; container: {run['container']}")
+    return json.loads((tmp_path / "out" / "results.json").read_text()), row["peak_mb"], run
 
 
 ALLOCATE_WITHOUT_END = "    held = []\n    while True:\n        held.append(bytearray(50 * 2**20))\n"
@@ -369,8 +376,11 @@ def test_memory_of_the_whole_tree_stays_within_gradescopes_container(reference_z
     """Gradescope's container has 768 MB, and its OOM killer would end grading with nothing written. Allocating
     without end in one process meets its data limit (a MemoryError, named; the rest is graded); memory the data limit
     does not count (child processes, shared mappings, memory-backed files, memfd) is seen by the supervisor's watch
-    of the whole tree, which kills the notebook's processes; either way the tree stays within 700 MB (measured from
-    outside) and the exported weights are graded. (Before the watch, such notebooks took the tree to 1.3-1.9 GB.)"""
+    of the whole tree, which kills the notebook's processes, and, where a memory cgroup can be made, by the kernel,
+    which holds the notebook's processes to a hard limit of their own; either way the container stays within 700 MB
+    (the kernel's high-water mark of the emulated container, exact; sampled from outside where there is no cgroup)
+    and the exported weights are graded. (Before the watch, such notebooks took the tree to 1.3-1.9 GB; sampled, a
+    burst once measured 710 MB under load.)"""
     if where == "cell":
         edit = _insert_after_imports("def hog():\n" + ALLOCATE_WITHOUT_END + "hog()")
     elif where == "call from a test":
@@ -380,7 +390,7 @@ def test_memory_of_the_whole_tree_stays_within_gradescopes_container(reference_z
         edit = _insert_after_imports(MEMORY_OUTSIDE_THE_DATA_LIMIT[where])
     notebook = _notebook(reference_zip, tmp_path, edit)
     _copy_reference_weights(reference_zip, tmp_path)
-    results, peak_mb = _grade_measured_in_gradescopes_environment(notebook, tmp_path)
+    results, peak_mb, run = _grade_measured_in_gradescopes_environment(notebook, tmp_path)
     scores = _scores(results)
     if where == "cell":
         assert sum(scores.values()) == FULL, "the kernel must survive and every question be graded"
@@ -392,7 +402,10 @@ def test_memory_of_the_whole_tree_stays_within_gradescopes_container(reference_z
     else:
         assert scores["q6_trained_model"] == WEIGHTS_POINTS, scores
         assert "used more memory than the grader allows while cell 5" in results["output"], results["output"]
-    assert peak_mb <= 700, f"grading peaked at {peak_mb} MB: too close to Gradescope's 768 MB"
+    if run["container"].get("peak_mb") is not None:  # the kernel's own high-water mark of everything charged: exact
+        assert run["container"]["peak_mb"] <= 700, f"the container peaked at {run['container']}: too close to 768 MB"
+    else:  # no cgroup here: sampled from outside (PSS every 50 ms)
+        assert peak_mb <= 700, f"grading peaked at {peak_mb} MB: too close to Gradescope's 768 MB"
 
 
 def test_a_fork_bomb_is_contained(reference_zip, tmp_path):
@@ -467,6 +480,36 @@ def test_no_process_or_file_of_the_notebook_outlives_grading(reference_zip, tmp_
     assert not any("course-test: detached daemon" in _command_line(pid) for pid in _pids())
     for folder in TEMPORARY_FOLDERS:
         assert not os.path.exists(os.path.join(folder, "course-attack-leftover")), folder
+
+
+LEFTOVERS_OF_OTHER_KINDS = '''
+import ctypes, os, stat
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+IPC_CREAT = 0o1000
+shm = libc.shmget(0, 16 * 2**20, IPC_CREAT | 0o600)
+address = libc.shmat(shm, None, 0)
+ctypes.memset(address, 1, 16 * 2**20)
+libc.shmdt(ctypes.c_void_p(address))
+libc.semget(0, 1, IPC_CREAT | 0o600), libc.msgget(0, IPC_CREAT | 0o600)
+librt = ctypes.CDLL("librt.so.1", use_errno=True)
+queue = librt.mq_open(b"/course-attack-queue", os.O_CREAT | os.O_RDWR, 0o600, None)
+for folder in ("/run/lock", "/var/lock", "/var/tmp", "/dev/shm", "/tmp"):
+    try:
+        if os.stat(folder).st_mode & stat.S_IWOTH:
+            open(os.path.join(folder, "course-attack-leftover-2"), "w").write("x")
+    except OSError:
+        pass
+'''
+
+
+def test_no_ipc_object_or_file_in_any_writable_place_outlives_grading(reference_zip, tmp_path):
+    """System V shared memory, a semaphore set and a message queue, a POSIX message queue (refused: mq_open fails),
+    files in /run/lock and the other world-writable folders: after grading none is left (_check_invariants looks at
+    every world-writable folder and at /proc/sysvipc); the reference keeps full marks."""
+    results = _grade_with(reference_zip, tmp_path, LEFTOVERS_OF_OTHER_KINDS)
+    assert sum(_scores(results).values()) == FULL, results["output"]
+    assert not os.path.exists("/dev/mqueue/course-attack-queue")
 
 
 def _pids():
@@ -1066,6 +1109,116 @@ def test_a_call_that_crashes_its_process_fails_the_tests_after_it_and_the_weight
 
 
 # ================================================================================================================
+# nothing of the grader reaches the notebook, and nothing of the notebook leaves
+# ================================================================================================================
+REACH_OUT = '''
+import socket
+reached = []
+for family, kind, address in ((socket.AF_INET, socket.SOCK_STREAM, ("127.0.0.1", %(tcp)d)),
+                              (socket.AF_INET, socket.SOCK_DGRAM, ("127.0.0.1", %(udp)d)),
+                              (socket.AF_UNIX, socket.SOCK_STREAM, %(unix)r)):
+    try:
+        s = socket.socket(family, kind)
+        s.connect(address) if kind == socket.SOCK_STREAM else s.sendto(b"the hidden inputs", address)
+        reached.append(address)
+    except OSError:
+        pass
+if reached:
+''' + WRONG_TFIDF.replace("\n", "\n    ").replace("def tfidf_l2", "    def tfidf_l2", 1)
+
+
+def test_the_network_is_closed_to_the_notebook(reference_zip, tmp_path):
+    """TCP, UDP and a Unix socket, to listeners this test owns: none sees a connection or a datagram (socket() is
+    refused in the notebook's processes), and the reference keeps full marks (it would break tfidf_l2 had one
+    worked)."""
+    import tempfile
+
+    from test_sandbox import _listeners, _what_listeners_saw
+
+    folder = Path(tempfile.mkdtemp(prefix="course-test-"))
+    os.chmod(folder, 0o755)
+    tcp, udp, unix = _listeners(folder)
+    try:
+        source = REACH_OUT % {"tcp": tcp.getsockname()[1], "udp": udp.getsockname()[1], "unix": str(folder / "listener")}
+        results = _grade_appended(reference_zip, tmp_path, source)
+        assert _what_listeners_saw(tcp, udp, unix) == []
+        assert sum(_scores(results).values()) == FULL, _scores(results)
+        assert "network closed" in (tmp_path / "out" / "grading.log").read_text()
+    finally:
+        for listener in (tcp, udp, unix):
+            listener.close()
+        import subprocess
+
+        subprocess.run(["rm", "-rf", str(folder)])
+
+
+GRADERS_STATE = '''
+import os
+# a hidden case's name, in two halves that are never joined in this process (so that finding it means a copy that
+# came from elsewhere), each written backwards in this cell
+FIRST, SECOND = %(first)r[::-1].encode(), %(second)r[::-1].encode()
+
+found, pid, ROOT = [], os.getpid(), None  # this grading's processes: the test process, the supervisor, ... (other
+while pid > 1:                            # gradings on the machine may run older code)
+    try:
+        pid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+        arguments = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\\0")
+    except (OSError, ValueError):
+        break
+    if any(FIRST + SECOND in argument for argument in arguments):  # joined here only, in a temporary
+        found.append(f"the command line of {pid}")
+    for i, argument in enumerate(arguments[:-1]):
+        if argument.endswith(b"supervise.py"):
+            ROOT = arguments[i + 1].decode()
+assert ROOT is not None, "the supervisor is not among this process's ancestors"
+hits = 0  # this process's own memory: what it was forked with
+with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", buffering=0) as memory:
+    for line in maps:
+        parts = line.split()
+        start, end = (int(x, 16) for x in parts[0].split("-"))
+        if "r" not in parts[1] or end - start > 512 * 2**20 or (len(parts) > 5 and parts[5].startswith("[v")):
+            continue
+        for window in range(start, end, 8 * 2**20):  # in windows that overlap by a name's length
+            try:
+                memory.seek(window)
+                data = memory.read(min(8 * 2**20 + 64, end - window))
+            except (OSError, OverflowError, ValueError):
+                break
+            at = data.find(FIRST)
+            while 0 <= at < 8 * 2**20:
+                hits += data[at + len(FIRST):at + len(FIRST) + len(SECOND)] == SECOND
+                at = data.find(FIRST, at + 1)
+            del data
+if hits:
+    found.append("memory")
+for name in ("results.json", "supervisor.json"):
+    try:
+        open(os.path.join(ROOT, "results", name)).read()
+        found.append(name)
+    except OSError:
+        pass
+print("grader's state found:", found, hits)
+if found:
+''' + WRONG_TFIDF.replace("\n", "\n    ").replace("def tfidf_l2", "    def tfidf_l2", 1)
+
+
+def test_nothing_of_the_graders_state_reaches_the_notebook(reference_zip, tmp_path):
+    """The questions (hidden case names, points) are on no process's command line and not in the memory the
+    notebook's process was forked with (the zygote reads them from a pipe, after the fork); results.json, written
+    while grading runs, is closed to the notebook's user. This notebook breaks tfidf_l2 if it finds any of them."""
+    if os.geteuid() != 0:
+        pytest.skip("the notebook gets a user of its own only when grading runs as root")
+    with zipfile.ZipFile(A1.zip_path) as zf:
+        manifest = json.loads(zf.read("grading.json"))
+    hidden = next(case["name"] for question in manifest["questions"] for case in question["cases"] if case["hidden"])
+    half = len(hidden) // 2
+    source = GRADERS_STATE % {"first": hidden[:half][::-1], "second": hidden[half:][::-1]}
+    results = _grade_appended(reference_zip, tmp_path, source)
+    assert "grader's state found: [] 0" in (tmp_path / "out" / "grading.log").read_text(), "the search did not finish"
+    assert sum(_scores(results).values()) == FULL, (_scores(results), results["output"])
+
+
+# ================================================================================================================
 # the exported files
 # ================================================================================================================
 def test_removing_skip_tags_does_not_retrain(reference_zip, tmp_path, monkeypatch):
@@ -1080,7 +1233,7 @@ def test_removing_skip_tags_does_not_retrain(reference_zip, tmp_path, monkeypatc
     notebook = _notebook(reference_zip, tmp_path, untag)
     _copy_reference_weights(reference_zip, tmp_path)
     weights = (tmp_path / "a1_weights.safetensors").read_bytes()
-    results = _grade(notebook, tmp_path, timeout_s=300)
+    results = _grade(notebook, tmp_path, timeout_s=300, container=None)  # more memory than Gradescope's container
     assert sum(_scores(results).values()) == FULL
     assert (tmp_path / "a1_weights.safetensors").read_bytes() == weights, "grading overwrote the submitted weights"
     assert "Grading mode: training is skipped" in (tmp_path / "out" / "grading.log").read_text()

@@ -413,3 +413,218 @@ def test_the_watch_counts_the_notebooks_files_in_memory_file_systems_not_anyone_
     finally:
         theirs.unlink(missing_ok=True)
         users.remove_files(user, folders=["/dev/shm"])
+
+
+# ---- the network ----
+def _listeners(folder: Path):
+    """A TCP and a UDP listener on 127.0.0.1 and a Unix socket in `folder`, owned by the test."""
+    import socket
+
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    tcp.bind(("127.0.0.1", 0))
+    tcp.listen(5)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix.bind(str(folder / "listener"))
+    os.chmod(folder / "listener", 0o777)
+    unix.listen(5)
+    for listener in (tcp, udp, unix):
+        listener.settimeout(0.5)
+    return tcp, udp, unix
+
+
+def _what_listeners_saw(tcp, udp, unix) -> list[str]:
+    import socket
+
+    seen = []
+    for name, listener in (("tcp", tcp), ("unix", unix)):
+        try:
+            listener.accept()
+            seen.append(name)
+        except socket.timeout:
+            pass
+    try:
+        udp.recvfrom(100)
+        seen.append("udp")
+    except socket.timeout:
+        pass
+    return seen
+
+
+REACH_OUT = """
+import socket
+tries = []
+for family, kind, address in ((socket.AF_INET, socket.SOCK_STREAM, ("127.0.0.1", {tcp})),
+                              (socket.AF_INET, socket.SOCK_DGRAM, ("127.0.0.1", {udp})),
+                              (socket.AF_UNIX, socket.SOCK_STREAM, {unix!r}),
+                              (socket.AF_INET6, socket.SOCK_STREAM, ("::1", {tcp})),
+                              (socket.AF_NETLINK, socket.SOCK_RAW, None)):
+    try:
+        s = socket.socket(family, kind)
+        if address is not None:
+            s.connect(address) if kind == socket.SOCK_STREAM else s.sendto(b"out", address)
+        tries.append("reached")
+    except OSError as error:
+        tries.append(error.errno)
+a, b = socket.socketpair()
+a.send(b"x")
+print(tries, b.recv(1) == b"x")
+"""
+
+
+@pytest.mark.parametrize("confined", [True, False], ids=["confined", "not confined (the listeners work)"])
+def test_the_notebooks_processes_have_no_network_but_keep_their_socketpairs(user, confined):
+    """TCP, UDP and a Unix socket to listeners the test owns: from a process confined as the notebook's (and from its
+    child), socket() is refused and the listeners see nothing; a socketpair still works. Unconfined, the same code
+    reaches all three (so the test can see a connection)."""
+    import errno
+
+    folder = Path(tempfile.mkdtemp(prefix="course-test-"))
+    os.chmod(folder, 0o755)
+    tcp, udp, unix = _listeners(folder)
+    try:
+        code = REACH_OUT.format(tcp=tcp.getsockname()[1], udp=udp.getsockname()[1], unix=str(folder / "listener"))
+        through_a_child = f"import subprocess, sys\nprint(subprocess.run([sys.executable, '-c', {code!r}], " \
+                          "capture_output=True, text=True).stdout)"
+        if confined:
+            result = _run_as(user, through_a_child)
+        else:
+            result = subprocess.run([sys.executable, "-c", through_a_child], capture_output=True, text=True, timeout=60)
+        seen = _what_listeners_saw(tcp, udp, unix)
+        if confined:
+            assert f"[{errno.EACCES}, {errno.EACCES}, {errno.EACCES}, {errno.EACCES}, {errno.EACCES}] True" in \
+                result.stdout, (result.stdout, result.stderr)
+            assert seen == [], f"a listener was reached: {seen}"
+        else:
+            assert sorted(seen) == ["tcp", "udp", "unix"], (seen, result.stdout, result.stderr)
+    finally:
+        for listener in (tcp, udp, unix):
+            listener.close()
+        subprocess.run(["rm", "-rf", str(folder)])
+
+
+def test_the_network_filter_checks_the_architecture():
+    """The filter knows its architecture's numbers, and kills a program of another architecture (whose numbers
+    differ: a 32-bit socketcall would pass a filter that only knows socket())."""
+    import struct
+
+    from autograder.sandbox import network
+
+    for machine, (arch, refused, io_uring) in network.ARCHITECTURES.items():
+        program = network.filter_program(machine)
+        instructions = [struct.unpack("HBBI", program[i:i + 8]) for i in range(0, len(program), 8)]
+        assert instructions[0] == (0x20, 0, 0, 4), "the architecture is loaded first"
+        code, jump_true, jump_false, k = instructions[1]
+        assert k == arch and instructions[2 + jump_false][3] == 0x80000000, "another architecture is killed"
+        compared = {ins[3] for ins in instructions if ins[0] == 0x15}
+        assert set(refused) | set(io_uring) <= compared
+        assert instructions[-4][3] == 0x7FFF0000, "everything else is allowed"
+    with pytest.raises(network.Unsupported):
+        network.filter_program("riscv64")
+
+
+# ---- the OOM killer's order ----
+def test_the_notebooks_processes_are_the_oom_killers_first_choice_and_stay_so(user):
+    """oom_score_adj 1000, set before the user is taken, inherited by its children. Where the kernel lets the user
+    lower it again (no CAP_SYS_RESOURCE, as in Docker), the watch sets it back."""
+    script = ("import sys, json\nsys.path.insert(0, %r)\nfrom autograder.sandbox.users import KernelUser, confine\n"
+              "from autograder.sandbox.limits import Limits\nconfine(KernelUser(%d, %d, 'x'), Limits())\n"
+              % (str(Path(__file__).resolve().parents[1]), user.uid, user.gid)) + """
+import os, subprocess, sys, time
+child = subprocess.run([sys.executable, "-c", "print(open('/proc/self/oom_score_adj').read().strip())"],
+                       capture_output=True, text=True).stdout.strip()
+print(open("/proc/self/oom_score_adj").read().strip(), child)
+lowered = subprocess.Popen([sys.executable, "-c", "open('/proc/self/oom_score_adj', 'w').write('0')\\n"
+                            "import time\\nprint('lowered', flush=True)\\ntime.sleep(30)"], stdout=subprocess.PIPE, text=True)
+lowered.stdout.readline()
+print(lowered.pid, flush=True)
+time.sleep(30)
+"""
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd="/tmp")
+    try:
+        assert process.stdout.readline().split() == ["1000", "1000"]
+        lowered = int(process.stdout.readline())
+        adj = Path(f"/proc/{lowered}/oom_score_adj")
+        watch = TreeMemory(os.getpid(), limit_mb=10**6, watched_uid=user.uid, slow_every_s=0)
+        watch.oom_score_adj = 1000
+        watch.sample()
+        assert adj.read_text().strip() == "1000", "the watch did not set it back"
+    finally:
+        users.kill_all(user)
+        process.kill()
+        process.wait()
+
+
+# ---- memory held by the kernel ----
+def _writable_memory_cgroup():
+    from autograder.sandbox import cgroups
+
+    own = cgroups.own("memory")
+    if own is None or not own.writable():
+        pytest.skip("no writable memory cgroup here")
+    return own
+
+
+def test_a_memory_cgroup_of_its_own_stops_an_allocation_burst_in_the_kernel():
+    """Eight children allocating 60 MB each at once in a cgroup limited to 200 MB: the kernel stops them (OOM kills
+    in that cgroup only), the cgroup's high-water mark stays at its limit, and it is removed afterwards."""
+    from autograder.sandbox import cgroups
+
+    group = _writable_memory_cgroup().child(f"course-test-{os.getpid()}")
+    try:
+        group.set_memory_limit(200 * 2**20)
+        burst = ("import os, time\nfor _ in range(8):\n    if os.fork() == 0:\n        held = bytearray(60 * 2**20)\n"
+                 "        for i in range(0, len(held), 4096):\n            held[i] = 1\n        time.sleep(5)\n"
+                 "        os._exit(0)\nstatuses = [os.wait()[1] for _ in range(8)]\n"
+                 "print(sum(os.WIFSIGNALED(s) and os.WTERMSIG(s) == 9 for s in statuses))\n")
+        process = subprocess.Popen(["sh", "-c", 'echo $$ > "$0"; exec "$1" -c "$2"', str(group.path / "cgroup.procs"),
+                                    sys.executable, burst], stdout=subprocess.PIPE, text=True)
+        killed = int(process.communicate(timeout=60)[0])
+        assert killed >= 1 and group.oom_kills() >= 1
+        assert group.peak() <= 200 * 2**20
+    finally:
+        for pid in group.processes():
+            os.kill(pid, 9)
+        assert group.remove()
+    assert not group.path.exists()
+    assert cgroups.own("memory").usage() > 0, "the own cgroup's usage is readable"
+
+
+# ---- leftovers ----
+LEAVE_IPC_AND_FILES = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+IPC_CREAT = 0o1000
+libc.shmat.restype = ctypes.c_void_p
+shm = libc.shmget(0, 32 * 2**20, IPC_CREAT | 0o600)
+address = ctypes.c_void_p(libc.shmat(shm, None, 0))
+ctypes.memset(address, 1, 32 * 2**20)
+libc.shmdt(address)
+assert shm >= 0 and libc.semget(0, 1, IPC_CREAT | 0o600) >= 0 and libc.msgget(0, IPC_CREAT | 0o600) >= 0
+for folder in {folders!r}:
+    open(os.path.join(folder, "course-test-leftover"), "w").write("x")
+print("left", flush=True)
+"""
+
+
+def test_every_object_of_the_notebooks_user_is_removed_and_its_shared_memory_counted(user):
+    """System V shared memory (32 MB no process maps: counted by the watch), a semaphore set, a message queue, and
+    a file in every world-writable folder: after remove_all, nothing of the user's is left."""
+    places = users.writable_places()
+    assert {"/tmp", "/var/tmp", "/dev/shm"} <= set(places), places
+    folders = [place for place in places if os.stat(place).st_mode & 0o002 and place != "/dev/mqueue"]
+    watch = TreeMemory(os.getpid(), limit_mb=10**6, watched_uid=user.uid, slow_every_s=0)
+    before = watch.sample()
+    try:
+        result = _run_as(user, LEAVE_IPC_AND_FILES.format(folders=folders))
+        assert result.stdout.strip() == "left", result.stderr
+        assert set(users.ipc_objects(user.uid)) == {"shm", "sem", "msg"}
+        assert watch.sample() - before >= 30 * 2**20, "the segment no process maps was not counted"
+        users.remove_all(user)
+        assert users.ipc_objects(user.uid) == {}
+        left = [entry.path for folder in places for entry in os.scandir(folder)
+                if entry.stat(follow_symlinks=False).st_uid == user.uid]
+        assert left == []
+    finally:
+        users.remove_all(user)

@@ -1,7 +1,8 @@
 """The notebook's process: it runs the student's cells, then serves the notebook's objects to the tests.
 
 Forked from the zygote (sandbox.zygote) with torch already imported, it gives up root and sets its limits
-(sandbox.users.confine) before anything of the submission runs; then it is a small IPython shell driven by the
+and closes its network (sandbox.users.confine) before anything of the submission runs; its standard input, the
+zygote's settings pipe, is /dev/null from its first line; then it is a small IPython shell driven by the
 supervisor: `run` one cell, `serve` the notebook's globals to the test process (sandbox.remote). Nothing here is
 trusted: the notebook can change any of it, and then it changes only its own answers. Its time and memory are
 watched from outside (the supervisor), its answers checked elsewhere (the test process).
@@ -31,7 +32,7 @@ def main(supervisor: socket.socket, tests: socket.socket, output_fd: int, folder
         for fd in (0, 1, 2):
             os.dup2(output_fd if fd else os.open(os.devnull, os.O_RDONLY), fd)
         _close_all_but({0, 1, 2, supervisor.fileno(), tests.fileno()})  # nothing the grader holds open stays open
-        confine(user, limits)
+        enforced = confine(user, limits)  # root given up, no network: from here on the submission may run
         os.chdir(folders["work"])
         _environment(folders, user)
         # the course library's copy, the standard library and the installed packages; not the autograder's folder
@@ -42,7 +43,7 @@ def main(supervisor: socket.socket, tests: socket.socket, output_fd: int, folder
         shell = _shell()
         _cap_data(limits.kernel_memory_mb)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # see run_cell
-        connection.send({"op": "ready", "pid": os.getpid()}, [])
+        connection.send({"op": "ready", "pid": os.getpid(), "enforced": enforced}, [])
         _serve_supervisor(connection, shell, tests)
     finally:
         os._exit(0)

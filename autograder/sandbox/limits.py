@@ -7,8 +7,15 @@ short limits). Times are wall-clock seconds, as Gradescope's ten minutes are.
 `TreeMemory` measures the memory of every process grading started (the supervisor's whole process tree: its
 proportional set size, PSS, which splits shared pages between the processes that map them, so the sum is what a
 container's memory limit sees) plus what was written into memory-backed file systems meanwhile (tmpfs: /dev/shm,
-a tmpfs /tmp) and into memory files the notebook's processes hold open (memfd). The supervisor samples it while
-the notebook runs and kills the notebook's processes once it passes `tree_memory_mb`.
+a tmpfs /tmp, /run/lock), into memory files and deleted tmpfs files the notebook's processes hold open (memfd), and
+into System V shared memory no process maps. The supervisor samples it while the notebook runs and kills the
+notebook's processes once it passes `tree_memory_mb`.
+
+That sum is by kind, and the kernel holds memory of other kinds (socket buffers, page tables, ...). So the watch
+also reads what the kernel charges, where it can (sandbox.cgroups): the container's own memory cgroup, when it has
+a limit (Gradescope's 768 MB container; `make grade`'s emulation of it), whose usage must stay `container_margin_mb`
+below that limit, and the notebook's own child cgroup, where the supervisor could make one: the kernel holds it to
+its hard limit, and an OOM kill there counts as going over.
 """
 from __future__ import annotations
 
@@ -146,8 +153,9 @@ def proportional_bytes(pid: int) -> int:
     return resident_bytes(pid)
 
 
-def memory_files_bytes(pid: int) -> int:
-    """Bytes held in memory files (memfd) that `pid` has open: memory no mapping or file system shows."""
+def memory_files_bytes(pid: int, memory_devices: set[int] = frozenset()) -> int:
+    """Bytes held in memory files that `pid` has open: memfds, and deleted files of memory-backed file systems
+    (devices `memory_devices`): memory no mapping or file system shows."""
     total = 0
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
@@ -156,22 +164,43 @@ def memory_files_bytes(pid: int) -> int:
     for fd in fds:
         path = f"/proc/{pid}/fd/{fd}"
         try:
-            if os.readlink(path).startswith("/memfd:"):
+            target = os.readlink(path)
+            if target.startswith("/memfd:"):
                 total += os.stat(path).st_blocks * 512
+            elif target.endswith(" (deleted)") and memory_devices:
+                info = os.stat(path)
+                if info.st_dev in memory_devices and info.st_nlink == 0:
+                    total += info.st_blocks * 512
         except OSError:
             pass
     return total
 
 
-def _memory_file_systems() -> list[str]:
-    """Mount points of memory-backed file systems the notebook's user could write to."""
+def unmapped_shared_memory_bytes(uid: int) -> int:
+    """Resident bytes of the System V shared memory segments `uid` owns or created that no process maps (a mapped
+    one is in its processes' PSS already)."""
+    total = 0
+    try:
+        with open("/proc/sysvipc/shm") as table:
+            header = table.readline().split()
+            for line in table:
+                row = dict(zip(header, line.split()))
+                if uid in (int(row["uid"]), int(row["cuid"])) and int(row["nattch"]) == 0:
+                    total += int(row.get("rss", row["size"]))
+    except (OSError, ValueError, KeyError):
+        pass
+    return total
+
+
+def memory_file_systems() -> list[str]:
+    """Mount points of writable memory-backed file systems (tmpfs, ramfs) outside /sys and /proc."""
     found = []
     try:
         with open("/proc/mounts") as mounts:
             for line in mounts:
                 parts = line.split()
-                if len(parts) > 2 and parts[2] in ("tmpfs", "ramfs") and \
-                        parts[1].startswith(("/dev/shm", "/tmp", "/var/tmp", "/run/shm")):
+                if len(parts) > 3 and parts[2] in ("tmpfs", "ramfs") and "rw" in parts[3].split(",") and \
+                        not parts[1].startswith(("/sys", "/proc")):
                     found.append(parts[1].replace("\\040", " "))
     except OSError:
         pass
@@ -208,6 +237,17 @@ def _used_bytes(mount: str) -> int:
     return (stats.f_blocks - stats.f_bfree) * stats.f_frsize
 
 
+def _keep_oom_score_adj(pids: set[int], value: int) -> None:
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/oom_score_adj", "r+") as adj:
+                if int(adj.read()) != value:
+                    adj.seek(0)
+                    adj.write(str(value))
+        except (OSError, ValueError):
+            pass
+
+
 class TreeMemory:
     """Memory of the process tree below `root` (the supervisor, itself included), plus what memory-backed file
     systems and the notebook's memory files gained since the watch began.
@@ -215,12 +255,35 @@ class TreeMemory:
     `sample()` is cheap while the tree is well below the limit (resident sizes, which overcount shared pages, are
     summed first) and exact (PSS) near it."""
 
-    def __init__(self, root: int, limit_mb: float, watched_uid: int | None = None, slow_every_s: float = 0.5):
+    def __init__(self, root: int, limit_mb: float, watched_uid: int | None = None, slow_every_s: float = 0.5,
+                 container=None, container_margin_mb: float = 96):
         self.root, self.limit = root, limit_mb * 2**20
         self.watched_uid = watched_uid
-        self._mounts = {mount: _used_bytes(mount) for mount in set(_memory_file_systems())}
+        self._mounts = {mount: _used_bytes(mount) for mount in set(memory_file_systems())}
+        self._devices = set()
+        for mount in self._mounts:
+            try:
+                self._devices.add(os.stat(mount).st_dev)
+            except OSError:
+                pass
         self._slow_every_s, self._slow_at, self._strays, self._owned = slow_every_s, 0.0, set(), 0
         self.peak = self.last = 0
+        # the kernel's count: the container's cgroup (when it has a limit), and the notebook's own (set_notebook_group)
+        self.container = container if container is not None and container.limit() is not None else None
+        self.container_limit = (self.container.limit() - container_margin_mb * 2**20) if self.container else None
+        self.container_peak = 0
+        self.notebook_group, self._oom_kills_before = None, 0
+        # where the kernel lets a process lower its own oom_score_adj back to 0 (no CAP_SYS_RESOURCE, as in Docker),
+        # the watch sets the notebook's processes back to `oom_score_adj` (as root it may)
+        self.oom_score_adj: int | None = None
+
+    def set_notebook_group(self, group) -> None:
+        """The notebook's child cgroup: an OOM kill in it from now on is the notebook going over its limit."""
+        self.notebook_group, self._oom_kills_before = group, group.oom_kills() if group is not None else 0
+
+    def killed_by_kernel(self) -> bool:
+        """The kernel's OOM killer ended a process of the notebook's cgroup (it went over its hard limit)."""
+        return self.notebook_group is not None and self.notebook_group.oom_kills() > self._oom_kills_before
 
     def sample(self) -> int:
         pids = {self.root} | descendants(self.root)
@@ -228,14 +291,17 @@ class TreeMemory:
         if self.watched_uid is not None and now - self._slow_at >= self._slow_every_s:
             # twice a second, the costly scans: a process of the notebook's user outside the tree (there should be
             # none: the supervisor adopts orphans), and the files it owns in memory-backed file systems
-            self._slow_at, self._strays = now, processes_of_user(self.watched_uid) - pids
-            self._owned = files_of_user(self.watched_uid, self._mounts)
+            theirs = processes_of_user(self.watched_uid)
+            self._slow_at, self._strays = now, theirs - pids
+            if self.oom_score_adj is not None:
+                _keep_oom_score_adj(theirs, self.oom_score_adj)
+            self._owned = files_of_user(self.watched_uid, self._mounts) + unmapped_shared_memory_bytes(self.watched_uid)
         pids |= self._strays
         if self.watched_uid is not None:  # only the notebook's own files: other gradings beside it count for nothing
             in_file_systems = self._owned
         else:  # no user of its own: what the file systems gained, whoever wrote it
             in_file_systems = sum(max(_used_bytes(mount) - before, 0) for mount, before in self._mounts.items())
-        files = sum(memory_files_bytes(pid) for pid in pids if pid != self.root) + in_file_systems
+        files = sum(memory_files_bytes(pid, self._devices) for pid in pids if pid != self.root) + in_file_systems
         total = sum(resident_bytes(pid) for pid in pids) + files
         if total > 0.8 * self.limit:  # near the limit: shared pages counted once
             total = sum(proportional_bytes(pid) for pid in pids) + files
@@ -246,5 +312,14 @@ class TreeMemory:
         """How often to sample: more often near the limit, where memory can outgrow it between two samples."""
         return 0.01 if self.last > 0.6 * self.limit else 0.05
 
+    def charged(self) -> int:
+        """What the kernel charges the container now, less the page cache it would drop first (0 without one)."""
+        if self.container is None:
+            return 0
+        charged = self.container.working_set()
+        self.container_peak = max(self.container_peak, charged)
+        return charged
+
     def over(self) -> bool:
-        return self.sample() > self.limit
+        return self.sample() > self.limit or (self.container is not None and self.charged() > self.container_limit) \
+            or self.killed_by_kernel()

@@ -36,7 +36,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import remote, users
+from . import cgroups, remote, users
 from .limits import Limits, TreeMemory
 from .processes import become_subreaper, kill_tree, reap
 from .results import Results, write_atomically
@@ -44,6 +44,7 @@ from .submission import Rejected, collect, read_cells
 
 GRADESCOPE_ROOT = Path("/autograder")
 READY_TIMEOUT_S = 120  # importing torch at 0.5 vCPU, twice over on a loaded machine
+SUPERVISOR_OOM_SCORE_ADJ = -1000  # the OOM killer never takes the supervisor: results.json is written in every case
 GRANT_ACCESS_ENV = "COURSE_GRANT_KERNEL_ACCESS"  # "1": open the interpreter's folders to the notebook's user here too
 
 
@@ -83,6 +84,8 @@ class Supervisor:
         self.activity = "as it started"  # what the notebook's process was doing, for messages
         self.ended = False  # the notebook's processes have been ended (the watch only measures from then on)
         self.output = _Output(self.limits.output_kb * 1024)
+        self.notebook_group: cgroups.Cgroup | None = None  # the notebook's processes' own memory cgroup, if any
+        self.mechanisms: dict = {}  # what holds the notebook here (oom_score_adj, network, memory), for the report
         self._finished = threading.Event()
 
     # ---- the run ----
@@ -160,7 +163,7 @@ class Supervisor:
             self.results.fail_missing(f"❌ Not graded: {rejected}", needs_notebook=True)
             cells = None
         self._prepare(folders, submission)
-        self.memory = TreeMemory(os.getpid(), limits.tree_memory_mb, self.user.uid if self.user else None)
+        self.memory = self._watch()
         if cells is not None:
             self._start(folders, with_notebook=True)
             self._run_cells(cells)
@@ -177,17 +180,78 @@ class Supervisor:
         """results/supervisor.json, for whoever runs the grader: who ran the notebook, what the tree peaked at."""
         report = {"kernel_uid": self.user.uid if self.user else None, "seconds": round(time.monotonic() - self.started, 1),
                   "peak_mb": round(self.memory.peak / 2**20) if self.memory else None, "stopped": self.stopped,
-                  "private": str(self.private) if self.private else None}
+                  "private": str(self.private) if self.private else None,
+                  "container_peak_mb": round(self.memory.container_peak / 2**20) if self.memory and
+                  self.memory.container else None, "mechanisms": self.mechanisms,
+                  "notebook_cgroup": str(self.notebook_group.path) if self.notebook_group else None}
         write_atomically(self.root / "results" / "supervisor.json", json.dumps(report))
 
     # ---- folders and processes ----
     def _close_the_autograder(self) -> None:
-        """The tests and the rest of the autograder are the grader's alone (the notebook's copy of the course library
-        is in the private folder)."""
+        """The tests, the rest of the autograder and the results are the grader's alone (the notebook's copy of the
+        course library is in the private folder)."""
         if self.user is not None:
-            for path in (self.source / "tests", self.source):
+            for path in (self.source / "tests", self.source, self.root / "results"):
                 if path.is_dir() and not path.is_symlink():
                     os.chmod(path, 0o700)
+
+    def _watch(self) -> TreeMemory:
+        """The memory watch, and the mechanisms that hold the notebook here, logged: the OOM killer's order (set while
+        root), the container's own memory cgroup (read), the notebook's child cgroup (made in `_start`)."""
+        self.mechanisms["supervisor_oom_score_adj"] = users.set_oom_score_adj(SUPERVISOR_OOM_SCORE_ADJ)
+        container = cgroups.own("memory")
+        watch = TreeMemory(os.getpid(), self.limits.tree_memory_mb, self.user.uid if self.user else None,
+                           container=container)
+        if self.user is not None:
+            watch.oom_score_adj = users.NOTEBOOK_OOM_SCORE_ADJ
+        if watch.container is not None:
+            self.mechanisms["container_memory"] = (f"the container's cgroup v{container.version} usage, limit "
+                                                   f"{container.limit() / 2**20:.0f} MB")
+        else:
+            self.mechanisms["container_memory"] = ("no limited memory cgroup to read" if container is None else
+                                                   f"cgroup v{container.version} without a limit: not the container's")
+        log("memory: the process tree (PSS, tmpfs, memfd, System V shared memory); "
+            + self.mechanisms["container_memory"])
+        return watch
+
+    def _make_notebook_group(self) -> None:
+        """A memory cgroup of the notebook's own below the supervisor's, where the kernel allows it (its hard limit is
+        set once the notebook's process is ready: `_hold_notebook`)."""
+        if self.notebook_group is not None or self.user is None:
+            self.mechanisms.setdefault("notebook_cgroup", "none: no user of its own (not root)")
+            return
+        mine = cgroups.own("memory")
+        if mine is None or not mine.writable():
+            self.mechanisms["notebook_cgroup"] = ("none: no memory cgroup" if mine is None else
+                                                  f"none: cgroup v{mine.version} {mine.path} is not writable")
+            return
+        try:
+            self.notebook_group = mine.child(f"course-notebook-{os.getpid()}")
+        except OSError as error:
+            self.mechanisms["notebook_cgroup"] = f"none: {type(error).__name__}: {error}"
+
+    def _hold_notebook(self, pid: int) -> None:
+        """The notebook's process (ready, nothing of the submission run yet) into its cgroup, with a hard limit: what
+        `tree_memory_mb` leaves beside everything grading holds now. What it and its children allocate beyond that,
+        of any kind, the kernel refuses (its OOM killer, in that cgroup only)."""
+        if self.notebook_group is None:
+            return
+        try:
+            room = int(self.limits.tree_memory_mb * 2**20 - self.memory.sample())
+            room = max(room, (self.limits.kernel_memory_mb + 64) * 2**20)
+            self.notebook_group.set_memory_limit(room)
+            self.notebook_group.add(pid)
+            self.memory.set_notebook_group(self.notebook_group)
+            self.mechanisms["notebook_cgroup"] = (f"cgroup v{self.notebook_group.version}, hard limit "
+                                                  f"{room / 2**20:.0f} MB")
+        except OSError as error:
+            self.mechanisms["notebook_cgroup"] = f"none: {type(error).__name__}: {error}"
+        log(f"the notebook's memory cgroup: {self.mechanisms['notebook_cgroup']}")
+
+    def _remove_notebook_group(self) -> None:
+        if self.notebook_group is not None and not self.notebook_group.processes():
+            if self.notebook_group.remove():
+                self.notebook_group = None
 
     def _prepare(self, folders: dict[str, Path], submission) -> None:
         """The private folder: `submitted` (the graded files, and the grading data, for the tests only), `work` (the
@@ -220,29 +284,39 @@ class Supervisor:
         log(f"the notebook runs as {self.user.name if self.user else 'the grader' + chr(39) + 's own user'}")
 
     def _start(self, folders: dict[str, Path], with_notebook: bool) -> None:
-        """The zygote: the test process, and (with_notebook) the notebook's process forked from it; both ready."""
+        """The zygote: the test process, and (with_notebook) the notebook's process forked from it; both ready.
+
+        Its settings come on its standard input, not its command line (which any process can read): first what the
+        fork needs, then, read by the test process only after the fork, the tests' folder and the questions."""
         tests_here, tests_there = socket.socketpair()
         kernel_here, kernel_there = socket.socketpair()
         output_read, output_write = os.pipe()
+        if with_notebook:
+            self._make_notebook_group()
         settings = {"tests_fd": tests_there.fileno(), "kernel_fd": kernel_there.fileno(), "output_fd": output_write,
                     "folders": {k: str(v) for k, v in folders.items()}, "limits": self.limits.as_config(),
                     "user": None if self.user is None else {"uid": self.user.uid, "gid": self.user.gid,
                                                             "name": self.user.name},
-                    "tests": str(self.source / "tests"), "questions": self.config["questions"],
                     "notebook": with_notebook}
+        grading = {"tests": str(self.source / "tests"), "questions": self.config["questions"]}
         threads = str(self.limits.threads)
         environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "COURSE_GRADING": "1",
                        "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
                        "MPLBACKEND": "Agg", "HOME": str(folders["home"]), "PYTHONDONTWRITEBYTECODE": "1"}
         if "COURSE_DATA_DIR" in os.environ:  # the course library finds the data mirror (the repository's tests)
             environment["COURSE_DATA_DIR"] = os.environ["COURSE_DATA_DIR"]
-        boot = f"import sys; sys.path.insert(0, {str(self.source)!r}); from sandbox.zygote import main; main(sys.argv[1])"
-        self.zygote = subprocess.Popen([sys.executable, "-I", "-c", boot, json.dumps(settings)],
+        boot = f"import sys; sys.path.insert(0, {str(self.source)!r}); from sandbox.zygote import main; main()"
+        self.zygote = subprocess.Popen([sys.executable, "-I", "-c", boot],
                                        pass_fds=(tests_there.fileno(), kernel_there.fileno(), output_write),
-                                       cwd=self.private, env=environment, stdin=subprocess.DEVNULL)
+                                       cwd=self.private, env=environment, stdin=subprocess.PIPE)
         for end in (tests_there, kernel_there):
             end.close()
         os.close(output_write)
+        from .zygote import frame
+
+        stdin = self.zygote.stdin
+        threading.Thread(target=_write_and_close, args=(stdin, frame(settings) + frame(grading)), daemon=True,
+                         name="zygote settings").start()
         self.output.drain(output_read)
         self.tests = remote.Connection(tests_here, max_bytes=1 << 20)
         self.kernel = remote.Connection(kernel_here, max_bytes=64 << 10) if with_notebook else None
@@ -263,6 +337,11 @@ class Supervisor:
                 self._stop_notebook("the notebook's process did not start")
             else:
                 self.kernel_pid = ready["pid"]
+                enforced = ready.get("enforced") if isinstance(ready.get("enforced"), dict) else {}
+                self.mechanisms.update({f"notebook_{key}": str(value)[:200] for key, value in enforced.items()})
+                log(f"the notebook's process: network {self.mechanisms.get('notebook_network')}, oom_score_adj "
+                    f"{self.mechanisms.get('notebook_oom_score_adj')}")
+                self._hold_notebook(self.kernel_pid)
 
     # ---- waiting, watching ----
     def _receive(self, connection: remote.Connection, deadline: float) -> dict | None:
@@ -280,6 +359,8 @@ class Supervisor:
                 pass
             except (EOFError, OSError, remote.ProtocolError) as error:
                 if connection is self.kernel:
+                    if self.memory is not None and self.memory.killed_by_kernel() and not self.ended:
+                        self._stop_notebook(self._over_memory_message())
                     self._stop_notebook(self.stopped or (
                         f"your notebook's process ended {self.activity} (os._exit, a crash in native code such as a "
                         "segmentation fault, or running out of memory end it)" if isinstance(error, EOFError) else
@@ -287,9 +368,12 @@ class Supervisor:
                     raise NotebookStopped(self.stopped) from None
                 raise
             if self.memory is not None and self.memory.over() and self.stopped is None and not self.ended:
-                self._stop_notebook(f"your notebook's processes used more memory than the grader allows "
-                                    f"{self.activity} ({self.limits.tree_memory_mb} MB for everything grading runs)")
+                self._stop_notebook(self._over_memory_message())
                 raise NotebookStopped(self.stopped)
+
+    def _over_memory_message(self) -> str:
+        return (f"your notebook's processes used more memory than the grader allows {self.activity} "
+                f"({self.limits.tree_memory_mb} MB for everything grading runs)")
 
     def _stop_notebook(self, reason: str) -> None:
         """Kill every process of the notebook's; `reason` is what the tests that needed it will say."""
@@ -468,10 +552,11 @@ class Supervisor:
             self.kernel = None
         if self.user is not None:
             users.kill_all(self.user)
-            users.remove_files(self.user)
+            users.remove_all(self.user)
         elif self.kernel_pid is not None:
             kill_tree(os.getpid(), keep={self.zygote.pid} if self.zygote else set())
         reap(keep={self.zygote.pid} if self.zygote else set())
+        self._remove_notebook_group()
 
     def _cleanup(self) -> None:
         """Nothing started for grading outlives it, and its private folder is gone."""
@@ -482,8 +567,9 @@ class Supervisor:
             kill_tree(os.getpid())
             reap()
             if self.user is not None:
-                users.remove_files(self.user)
+                users.remove_all(self.user)
                 self.user.release()
+            self._remove_notebook_group()
             if self.private is not None:
                 subprocess.run(["rm", "-rf", "--one-file-system", "--", str(self.private)], check=False)
             self.output.write_to_log()
@@ -492,6 +578,14 @@ class Supervisor:
 
 
 _PERMISSION_HINT = " (while it is graded, a notebook may create files but not change the submitted ones or the grader's)"
+
+
+def _write_and_close(pipe, data: bytes) -> None:
+    try:
+        pipe.write(data)
+        pipe.close()
+    except OSError:  # the zygote ended first: _start says so
+        pass
 
 
 def _send(connection: remote.Connection | None, message: dict) -> None:

@@ -6,6 +6,11 @@ the notebook started and wrote: the supervisor kills the first (`kill_all`, from
 signal nothing else) and removes the second (`remove_files`, as that user, who can remove nothing else). Its limits
 (processes, file size, open files) are set while the process is still root and can no longer be raised.
 
+The notebook's processes are the kernel's first choice when memory runs out (oom_score_adj 1000, set while root, so
+that they cannot lower it), and they have no network (sandbox.network: a seccomp filter, which needs no root).
+After grading, `remove_all` removes every object of the user: files in every place any user may write, System V
+shared memory, semaphores and message queues, and POSIX message queues where they can be listed.
+
 Without root there is no second user: the notebook runs as the grader's own user, which is weaker (README, Known
 limits). COURSE_KERNEL_USER names a user to run as instead (`""`: the grader's own user, for tests).
 """
@@ -22,11 +27,14 @@ import subprocess
 import time
 from pathlib import Path
 
+from . import network
 from .limits import Limits, processes_of_user
 
 FIRST_DEDICATED_UID = 3_100_000
 LOCK_FOLDER = "/tmp"  # one lock file per user id in use, so that gradings side by side take different ids
-TEMPORARY_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm")  # where any user may write
+TEMPORARY_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm")  # where any user may write, at least
+WELL_KNOWN_WRITABLE = (*TEMPORARY_FOLDERS, "/run/lock", "/var/lock", "/run/shm", "/dev/mqueue", "/var/crash")
+NOTEBOOK_OOM_SCORE_ADJ = 1000  # the notebook's processes: the OOM killer's first choice
 _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_NO_NEW_PRIVS = 1, 4, 38
 
 
@@ -49,10 +57,10 @@ class KernelUser:
 
 def clean_up_after(uid: int) -> None:
     """What a supervisor ended before its own clean-up leaves of the user `uid` (make grade, after Gradescope's limit):
-    its processes, its files and the id's reservation."""
+    its processes, its files, its IPC objects and the id's reservation."""
     user = KernelUser(uid, uid, "")
     kill_all(user)
-    remove_files(user)
+    remove_all(user)
     try:
         os.remove(_lock_path(uid))
     except OSError:
@@ -120,9 +128,11 @@ def _has_account(uid: int) -> bool:
 # ---------------------------------------------------------------------------------------------------------------
 # becoming the user (in the notebook's process, before it runs anything of the submission)
 # ---------------------------------------------------------------------------------------------------------------
-def confine(user: KernelUser | None, limits: Limits) -> None:
-    """Limits that cannot be raised again, then the user's identity for good (real, effective and saved ids)."""
+def confine(user: KernelUser | None, limits: Limits) -> dict:
+    """Limits that cannot be raised again, then the user's identity for good (real, effective and saved ids), then no
+    network. Returns what was enforced: {"oom_score_adj": ..., "network": "closed" or why it is open}."""
     libc = ctypes.CDLL(None, use_errno=True)
+    enforced = {"oom_score_adj": set_oom_score_adj(NOTEBOOK_OOM_SCORE_ADJ)}  # while root: it cannot be lowered later
     libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # no set-user-id program can give root back
     # processes are counted per user: only a user of its own can have a limit that means the notebook's processes
     processes = [(resource.RLIMIT_NPROC, limits.kernel_processes)] if user is not None else []
@@ -140,6 +150,28 @@ def confine(user: KernelUser | None, limits: Limits) -> None:
     if user is not None:
         _become(user)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # ends with its parent (set after the switch, which clears it)
+    try:
+        network.close_the_network()
+        enforced["network"] = "closed"
+    except network.Unsupported as why:
+        enforced["network"] = f"open ({why})"
+    return enforced
+
+
+def set_oom_score_adj(value: int, pid: str | int = "self") -> int | None:
+    """Set the OOM killer's preference for `pid` (-1000: never, 1000: first); the value it has now, None if unknown.
+    Lowering it needs root (CAP_SYS_RESOURCE), and a value set by root is the least its process may set later."""
+    path = f"/proc/{pid}/oom_score_adj"
+    try:
+        with open(path, "w") as adj:
+            adj.write(str(value))
+    except OSError:
+        pass
+    try:
+        with open(path) as adj:
+            return int(adj.read())
+    except (OSError, ValueError):
+        return None
 
 
 def _become(user: KernelUser) -> None:
@@ -162,6 +194,7 @@ def _as_user(user: KernelUser, action, timeout_s: float = 20) -> int:
     if pid == 0:
         status = 1
         try:
+            set_oom_score_adj(NOTEBOOK_OOM_SCORE_ADJ)  # it reads what the submission wrote: the OOM killer's first
             os.setgroups([])
             os.setgid(user.gid)
             os.setuid(user.uid)
@@ -194,6 +227,13 @@ def kill_all(user: KernelUser) -> None:
         _as_user(user, kill_them)
 
 
+def remove_all(user: KernelUser) -> None:
+    """Every object of `user` that outlives its processes: its files in every place any user may write, its System V
+    IPC objects, its POSIX message queues (where /dev/mqueue is mounted: the notebook cannot create one anyway)."""
+    remove_files(user, writable_places())
+    remove_ipc(user)
+
+
 def remove_files(user: KernelUser, folders=TEMPORARY_FOLDERS) -> None:
     """Remove what `user` created at the top of the shared temporary folders (as that user: rm cannot follow a link
     out, and can remove nothing of anyone else's)."""
@@ -212,6 +252,94 @@ def remove_files(user: KernelUser, folders=TEMPORARY_FOLDERS) -> None:
     if owned:
         _as_user(user, lambda: subprocess.run(["rm", "-rf", "--one-file-system", "--", *owned],
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode)
+
+
+_WRITABLE: list[str] = []
+
+
+def writable_places(depth: int = 4) -> list[str]:
+    """Folders any user may write to: the well-known ones, every world-writable folder down to `depth` levels (a
+    walk that takes a tenth of a second; the file system's own walk takes tens of seconds in a large image), and the
+    memory-backed file systems. Computed once a process (they are the image's, not the submission's)."""
+    if _WRITABLE:
+        return list(_WRITABLE)
+    from .limits import memory_file_systems
+
+    found = {path for path in WELL_KNOWN_WRITABLE if os.path.isdir(path)}
+    found.update(memory_file_systems())
+    frontier = ["/"]
+    for _ in range(depth):
+        deeper = []
+        for folder in frontier:
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        if entry.path in ("/proc", "/sys") or not entry.is_dir(follow_symlinks=False):
+                            continue
+                        try:
+                            if entry.stat(follow_symlinks=False).st_mode & stat.S_IWOTH:
+                                found.add(entry.path)
+                        except OSError:
+                            continue
+                        deeper.append(entry.path)
+            except OSError:
+                pass
+        frontier = deeper
+    _WRITABLE[:] = sorted(os.path.realpath(path) for path in found)
+    _WRITABLE[:] = sorted(set(_WRITABLE))
+    return list(_WRITABLE)
+
+
+_IPC_KINDS = {"shm": "shmctl", "sem": "semctl", "msg": "msgctl"}
+_IPC_RMID = 0
+
+
+def ipc_objects(uid: int) -> dict[str, list[int]]:
+    """The System V IPC objects (shared memory, semaphore sets, message queues) that `uid` owns or created."""
+    found: dict[str, list[int]] = {}
+    for kind in _IPC_KINDS:
+        try:
+            with open(f"/proc/sysvipc/{kind}") as table:
+                header = table.readline().split()
+                for line in table:
+                    row = dict(zip(header, line.split()))
+                    if uid in (int(row.get("uid", -1)), int(row.get("cuid", -1))):
+                        found.setdefault(kind, []).append(int(row[_ID_COLUMN[kind]]))
+        except (OSError, ValueError, KeyError):
+            pass
+    return found
+
+
+_ID_COLUMN = {"shm": "shmid", "sem": "semid", "msg": "msqid"}
+
+
+def remove_ipc(user: KernelUser) -> None:
+    """Remove the System V IPC objects of `user` (as that user, who may remove only its own), and its POSIX message
+    queues where /dev/mqueue lists them."""
+    objects = ipc_objects(user.uid)
+    queues = []
+    try:
+        with os.scandir("/dev/mqueue") as entries:
+            queues = [entry.path for entry in entries if entry.stat(follow_symlinks=False).st_uid == user.uid]
+    except OSError:
+        pass
+    if not objects and not queues:
+        return
+
+    def remove():
+        libc = ctypes.CDLL(None, use_errno=True)
+        for kind, ids in objects.items():
+            for ipc_id in ids:
+                if kind == "sem":
+                    libc.semctl(ipc_id, 0, _IPC_RMID)
+                else:
+                    getattr(libc, _IPC_KINDS[kind])(ipc_id, _IPC_RMID, None)
+        for queue in queues:
+            try:
+                os.unlink(queue)
+            except OSError:
+                pass
+    _as_user(user, remove)
 
 
 # ---------------------------------------------------------------------------------------------------------------
