@@ -1,7 +1,7 @@
 """Grade submissions exactly as Gradescope does, with a time limit and a results.json in every case.
 
     python -m autograder.grade SUBMISSION [--assignment NAME] [--out DIR] [--timeout S] [--python PATH]
-    python -m autograder.grade --all FOLDER [--out DIR] [--jobs N]
+    python -m autograder.grade --all FOLDER [--out DIR] [--jobs N]     (autograder/cohort.py: a whole cohort)
 
 A submission is a notebook (with the student's files beside it) or the zip the notebook's export cell makes.
 Grading here is what Gradescope runs, byte for byte: the assignment's autograder zip is unpacked into `source/` of a
@@ -15,7 +15,6 @@ grading.log what the grader logged; the last line printed is `score: X / Y`.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import os
@@ -27,7 +26,6 @@ import tempfile
 import threading
 import time
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from autograder.assignments import ASSIGNMENTS, Assignment, find
@@ -293,43 +291,19 @@ def summarize(results: dict, path: Path, assignment: Assignment) -> tuple[float,
 
 def grade_all(folder, out_dir=None, assignment: Assignment | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
               python: str | None = None, jobs: int | None = None) -> Path:
-    """Grade every notebook/zip in `folder` (one per student), `jobs` at a time (default: the machine's cores), each
-    within the same limits as alone; one bad submission never stops the rest."""
-    folder = Path(folder)
-    out_dir = Path(out_dir or folder / "graded")
-    submissions = sorted(p for p in folder.iterdir() if p.suffix in (".ipynb", ".zip"))
+    """Grade every submission in `folder` (a folder of notebooks/zips, or Gradescope's export) and write scores,
+    gradebooks, feedback and the report: autograder/cohort.py. Returns the path of scores.csv."""
+    from autograder.cohort import grade_cohort
 
-    def one(sub: Path):
-        try:
-            return per_question(grade(sub, assignment, out_dir / sub.stem, timeout_s, quiet=True, python=python)), ""
-        except Exception as exc:  # noqa: BLE001 - recorded in the CSV, the others go on
-            return {}, f"{type(exc).__name__}: {exc}"
-
-    rows, questions = [], []
-    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
-        for i, (sub, (scores, error)) in enumerate(zip(submissions, pool.map(one, submissions)), 1):
-            for q in scores:
-                if q not in questions:
-                    questions.append(q)
-            rows.append((sub.name, scores, error))
-            print(f"[{i}/{len(submissions)}] {sub.name}: {sum(s for s, _ in scores.values()):g} / "
-                  f"{sum(m for _, m in scores.values()):g} {error}", flush=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = out_dir / "scores.csv"
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["submission", *questions, "total", "max", "error"])
-        for name, scores, error in rows:
-            writer.writerow([name, *[scores.get(q, (0, 0))[0] for q in questions],
-                             sum(s for s, _ in scores.values()), sum(m for _, m in scores.values()), error])
-    print(f"wrote {csv_path}")
-    return csv_path
+    options = {"timeout_s": timeout_s} | ({"python": python} if python else {})
+    return grade_cohort(folder, out_dir, assignment, jobs, progress=False, **options) / "scores.csv"
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("submission", nargs="?", help="a notebook or export zip")
-    parser.add_argument("--all", metavar="FOLDER", help="grade every submission in FOLDER and write scores.csv")
+    parser.add_argument("--all", metavar="FOLDER", help="grade every submission in FOLDER or Gradescope export "
+                        "archive (see autograder/cohort.py)")
     parser.add_argument("--assignment", choices=sorted(ASSIGNMENTS), help="default: from the file name")
     parser.add_argument("--out", help="output folder (default: beside the submission)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds before grading is stopped")
@@ -337,8 +311,12 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, help="with --all: submissions graded at once (default: the cores)")
     args = parser.parse_args(argv)
     assignment = ASSIGNMENTS[args.assignment] if args.assignment else None
-    if args.all:
-        grade_all(args.all, args.out, assignment, args.timeout, args.python, args.jobs)
+    if args.all:  # the cohort's command line (autograder/cohort.py) has more options
+        from autograder.cohort import main as cohort_main
+
+        cohort_main([args.all] + (["--assignment", args.assignment] if args.assignment else []) +
+                    (["--out", args.out] if args.out else []) + (["--jobs", str(args.jobs)] if args.jobs else []) +
+                    ["--timeout", str(args.timeout)] + (["--python", args.python] if args.python else []))
     elif args.submission:
         grade(args.submission, assignment, args.out, args.timeout, python=args.python)
     else:
