@@ -262,19 +262,30 @@ def _grade_in_parallel(todo, assignment, folders, digests, jobs, progress, grade
             tqdm(total=len(todo), unit="submission", disable=not progress, file=sys.stderr, desc="grading") as bar:
         futures = {pool.submit(grade_one, sub, assignment, folders[sub.key], digests[sub.key], grade_options): sub
                    for sub in todo}
-        for future in as_completed(futures):
-            sub = futures[future]
-            try:
-                record = future.result()
-                results = json.loads((folders[sub.key] / "results.json").read_text())
-                score = sum(float(t.get("score") or 0) for t in results.get("tests", []))
-                note = f"{sub.key}: {score:g}" + (f" ({record['error']})" if record["error"] else "")
-            except Exception as exc:  # noqa: BLE001 - grade_one already guards; this is the last net
-                note = f"{sub.key}: {type(exc).__name__}: {exc}"
-            bar.set_postfix_str(note[:60])
-            bar.update()
-            if not progress:
-                print(note, flush=True)
+        try:
+            _follow(futures, folders, bar, progress)
+        except KeyboardInterrupt:  # the gradings under way finish (each within its limit); the rest wait for a rerun
+            for future in futures:
+                future.cancel()
+            print("\ninterrupted: the gradings under way finish; run the same command again to grade the rest",
+                  file=sys.stderr, flush=True)
+            raise
+
+
+def _follow(futures, folders, bar, progress) -> None:
+    for future in as_completed(futures):
+        sub = futures[future]
+        try:
+            record = future.result()
+            results = json.loads((folders[sub.key] / "results.json").read_text())
+            score = sum(float(t.get("score") or 0) for t in results.get("tests", []))
+            note = f"{sub.key}: {score:g}" + (f" ({record['error']})" if record["error"] else "")
+        except Exception as exc:  # noqa: BLE001 - grade_one already guards; this is the last net
+            note = f"{sub.key}: {type(exc).__name__}: {exc}"
+        bar.set_postfix_str(note[:60])
+        bar.update()
+        if not progress:
+            print(note, flush=True)
 
 
 def load_graded(out_dir: Path) -> list[dict]:

@@ -134,9 +134,10 @@ def _run_zip(run_autograder: Path, log_path: Path, timeout_s: float, python: str
     env.pop("PYTHONPATH", None)
     started, timed_out, before = time.monotonic(), False, descendants(os.getpid())
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(["bash", str(run_autograder)], stdout=log, stderr=subprocess.STDOUT, env=env,
-                                cwd=root, start_new_session=True)
-        with _RUNNING_LOCK:
+        with _RUNNING_LOCK:  # started and registered at once: another grading's clean-up, which lists this
+            # process's descendants under the lock, must never see it unregistered and kill it as left over
+            proc = subprocess.Popen(["bash", str(run_autograder)], stdout=log, stderr=subprocess.STDOUT, env=env,
+                                    cwd=root, start_new_session=True)
             _RUNNING.add(proc.pid)
         try:
             proc.wait(timeout=timeout_s)
@@ -165,7 +166,7 @@ def _run_zip(run_autograder: Path, log_path: Path, timeout_s: float, python: str
     def adopted() -> set[int]:
         with _RUNNING_LOCK:  # the other gradings running beside this one are theirs
             others = set().union(*({pid} | descendants(pid) for pid in _RUNNING))
-        return descendants(os.getpid()) - before - others
+            return descendants(os.getpid()) - before - others
 
     def alive() -> set[int]:
         found = adopted() | (processes_of_user(uid) if isinstance(uid, int) else set())
@@ -191,12 +192,25 @@ def _run_zip(run_autograder: Path, log_path: Path, timeout_s: float, python: str
     return ZipRun(results, wall_s, timed_out, left)
 
 
+def _run_registered(command: list[str]) -> None:
+    """Run `command` (an rm) registered as a grading's process: a grading finishing beside it in grade-all would
+    otherwise take it for one its own notebook left, and kill it."""
+    with _RUNNING_LOCK:
+        proc = subprocess.Popen(command)
+        _RUNNING.add(proc.pid)
+    try:
+        proc.wait()
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc.pid)
+
+
 def _clean_up_after(report: dict) -> None:
     """Remove what a killed supervisor left: its private folder and the files of the notebook's user."""
     from autograder.sandbox import users
 
     if isinstance(report.get("private"), str) and Path(report["private"]).name.startswith("course-grading-"):
-        subprocess.run(["rm", "-rf", "--one-file-system", "--", report["private"]], check=False)
+        _run_registered(["rm", "-rf", "--one-file-system", "--", report["private"]])
     if isinstance(report.get("kernel_uid"), int):
         users.clean_up_after(report["kernel_uid"])
 
@@ -248,7 +262,7 @@ def grade_with_run(submission, assignment: Assignment | None = None, out_dir=Non
                                                               "wall_s": round(run.wall_s, 1), "timed_out": run.timed_out,
                                                               "left": run.left}))
     finally:  # rm, not shutil.rmtree: a submission's folders can be nested deeper than Python's recursion limit
-        subprocess.run(["rm", "-rf", "--", tmp], check=False)
+        _run_registered(["rm", "-rf", "--", tmp])
     results.setdefault("execution_time", round(time.time() - start, 1))
     results_path.write_text(json.dumps(results, indent=2))
     score, total = summarize(results, out_dir / "summary.txt", assignment)

@@ -262,7 +262,8 @@ def test_report_lists_failures_with_examples(graded):
 
 
 def test_report_draws_the_metric_against_its_threshold(tmp_path):
-    """results.json with Gradescope leaderboard entries: the metric's histogram is drawn (no grading needed)."""
+    """results.json with Gradescope leaderboard entries: the metric's histogram is drawn against the threshold the
+    failing test states (no grading, no autograder zip needed)."""
     from autograder.report import build_report
 
     for i, accuracy in enumerate([0.84, 0.87, 0.88, 0.885, 0.9]):
@@ -272,10 +273,11 @@ def test_report_draws_the_metric_against_its_threshold(tmp_path):
         results = {"tests": [{"name": "q6_trained_model", "score": 4.0 if passed else 1.0, "max_score": 4.0,
                               "output": "q6_trained_model results: All test cases passed!" if passed else
                               "q6_trained_model results:\n    test_test_accuracy_of_exported_weights result:\n"
-                              "        ❌ Hidden test failed: below 86%"}],
+                              f"        ❌ Test case failed\n        AssertionError: test accuracy {accuracy:.4f} is "
+                              "below the 0.86 threshold"}],
                    "leaderboard": [{"name": "Accuracy", "value": accuracy, "order": "desc"}]}
         (folder / "results.json").write_text(json.dumps(results))
-        (folder / "submission.json").write_text(json.dumps({"key": folder.name, "assignment": "a1_tfidf",
+        (folder / "submission.json").write_text(json.dumps({"key": folder.name, "assignment": "demo",
                                                             "submitters": [{"name": f"S{i}", "sid": str(i)}]}))
     page = build_report(tmp_path)
     assert page.count("<img ") == 4  # scores, questions, test cases, metric
