@@ -240,7 +240,7 @@ def build_report(out_dir: Path) -> str:
     else:
         parts.append("<p>No test failed.</p>")
 
-    parts.append("<h2>Weights metric</h2>")
+    parts.append("<h2 id='weights'>Weights metric</h2>")
     values = [m for m in (metric_of(r["results"]) for r in graded) if m]
     threshold = threshold_of(found, graded)
     if values:
@@ -256,8 +256,8 @@ def build_report(out_dir: Path) -> str:
             ax.yaxis.get_major_locator().set_params(integer=True)
         failing = ""
         if threshold:
-            below = sum(1 for v in numbers if v < threshold[1])
-            failing = (f"; {below if threshold[2] == 'below' else len(numbers) - below} on the failing side of "
+            fails = sum(1 for v in numbers if (v < threshold[1] if threshold[2] == "below" else v > threshold[1]))
+            failing = (f"; {fails} on the failing side of "
                        f"{threshold[1]:g} ({threshold[2]} it fails)")
         parts.append(_img(_figure_png(metric), f"{name} of the submitted weights, {len(numbers)} submissions"))
         parts.append(f"<p>{len(numbers)} of {len(graded)} submissions report {e(name)}: min {min(numbers):.4f}, "
