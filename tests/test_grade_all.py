@@ -240,7 +240,7 @@ def test_written_answers_gathered_by_question(graded):
     assert "<em>evidence</em>" in html_text and "Grace Hopper (1003)" in html_text
 
 
-def test_a_rerun_grades_only_what_is_not_done(graded):
+def test_a_rerun_grades_only_what_is_not_done_or_changed(graded):
     archive, out, _ = graded
     before = {p.parent.name: p.stat().st_mtime_ns for p in (out / "submissions").glob("*/results.json")}
     (out / "submissions" / "submission_1004" / "submission.json").unlink()  # as if stopped while grading it
@@ -249,6 +249,18 @@ def test_a_rerun_grades_only_what_is_not_done(graded):
     after = {p.parent.name: p.stat().st_mtime_ns for p in (out / "submissions").glob("*/results.json")}
     assert [k for k in before if before[k] != after[k]] == ["submission_1004"]
     assert _rows(out / "scores.csv") and (out / "report.html").exists()
+    # a new export in which one submission changed: only that one is graded again
+    changed = archive.with_name("changed.zip")
+    with zipfile.ZipFile(archive) as old, zipfile.ZipFile(changed, "w") as new:
+        for item in old.infolist():
+            content = old.read(item)
+            new.writestr(item, content + b" resubmitted" if item.filename.endswith("submission_1007/a1_tfidf_export.zip")
+                         else content)
+    changed.replace(archive)
+    done = run_grade_all(archive, out)
+    assert "5 already graded, 1 to grade" in done.stdout, done.stdout
+    again = {p.parent.name: p.stat().st_mtime_ns for p in (out / "submissions").glob("*/results.json")}
+    assert [k for k in after if after[k] != again[k]] == ["submission_1007"]
 
 
 def test_report_lists_failures_with_examples(graded):
