@@ -29,6 +29,22 @@ def fenced(text: str) -> list[str]:
     return [fence, text, fence]
 
 
+def _is_markdown(results: dict, test: dict | None = None) -> bool:
+    """Whether an output is Markdown (Gradescope's output_format "md"), not plain text."""
+    if test is None:
+        return results.get("output_format") == "md"
+    return (test.get("output_format") or results.get("test_output_format")) == "md"
+
+
+def _as_html(text: str, markdown: bool) -> str:
+    """An output in HTML: Markdown rendered (raw HTML in it escaped), plain text preformatted."""
+    if markdown:
+        import mistune
+
+        return mistune.create_markdown(escape=True)(text)
+    return f"<pre>{html.escape(text)}</pre>"
+
+
 def _tests(results: dict) -> list[dict]:
     return [t for t in results.get("tests", []) if "score" in t]
 
@@ -45,13 +61,16 @@ def feedback_markdown(assignment: Assignment, record: dict, person: dict) -> str
         lines.append(f"- Submitted: {record['created_at']}" + (" (late)" if record.get("late") else ""))
     lines += [f"- Score: **{score:g} / {total:g}**", ""]
     if (results.get("output") or "").strip():
-        lines += ["## Autograder output", "", *fenced(results["output"].strip()), ""]
+        output = results["output"].strip()
+        lines += ["## Autograder output", "", *([output] if _is_markdown(results) else fenced(output)), ""]
     lines += ["## Tests", "", "| Question | Score | Visibility |", "|---|---|---|"]
     lines += [f"| {t['name']} | {float(t.get('score') or 0):g} / {float(t.get('max_score') or 0):g} | "
               f"{t.get('visibility', 'visible')} |" for t in tests]
     for test in tests:
         lines += ["", f"### {test['name']}: {float(test.get('score') or 0):g} / {float(test.get('max_score') or 0):g}",
-                  "", *fenced((test.get("output") or "").strip() or "(no output)")]
+                  ""]
+        output = (test.get("output") or "").strip() or "(no output)"
+        lines += [output] if _is_markdown(results, test) else fenced(output)
     return "\n".join(lines) + "\n"
 
 
@@ -74,14 +93,14 @@ def feedback_html(assignment: Assignment, record: dict, person: dict) -> str:
              f"<ul><li>Student: {who}</li><li>Submission: {e(record['key'])}</li>{when}"
              f"<li>Score: <b>{score:g} / {total:g}</b></li></ul>"]
     if (results.get("output") or "").strip():
-        parts.append(f"<h2>Autograder output</h2><pre>{e(results['output'].strip())}</pre>")
+        parts.append(f"<h2>Autograder output</h2>{_as_html(results['output'].strip(), _is_markdown(results))}")
     rows = "".join(f"<tr class='{'pass' if float(t.get('score') or 0) >= float(t.get('max_score') or 0) else 'fail'}'>"
                    f"<td>{e(t['name'])}</td><td>{float(t.get('score') or 0):g} / {float(t.get('max_score') or 0):g}"
                    f"</td><td>{e(str(t.get('visibility', 'visible')))}</td></tr>" for t in tests)
     parts.append(f"<h2>Tests</h2><table><tr><th>Question</th><th>Score</th><th>Visibility</th></tr>{rows}</table>")
     for t in tests:
         parts.append(f"<h3>{e(t['name'])}: {float(t.get('score') or 0):g} / {float(t.get('max_score') or 0):g}</h3>"
-                     f"<pre>{e((t.get('output') or '').strip() or '(no output)')}</pre>")
+                     + _as_html((t.get("output") or "").strip() or "(no output)", _is_markdown(results, t)))
     return "".join(parts) + "</body></html>\n"
 
 

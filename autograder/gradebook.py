@@ -22,6 +22,26 @@ CANVAS_IDENTITY_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Sect
 CANVAS_POINTS_ROW = "    Points Possible"  # as Canvas writes it in its export (leading spaces included)
 
 
+def question_of(test: dict) -> str:
+    """The question a results.json entry belongs to: entries split into public checks and hidden tests name it in
+    extra_data; otherwise the entry is the question."""
+    return str((test.get("extra_data") or {}).get("question") or test.get("name", ""))
+
+
+def per_question(results: dict) -> dict[str, tuple[float, float]]:
+    """(score, max) per question, summing a question's entries; 0-point entries of no question (the submission
+    check) are left out."""
+    scores: dict[str, list[float]] = {}
+    for test in results.get("tests", []):
+        if "score" not in test or (not float(test.get("max_score") or 0) and
+                                   not (test.get("extra_data") or {}).get("question")):
+            continue
+        entry = scores.setdefault(question_of(test), [0.0, 0.0])
+        entry[0] += float(test.get("score") or 0)
+        entry[1] += float(test.get("max_score") or 0)
+    return {q: (s, m) for q, (s, m) in scores.items()}
+
+
 def question_maxima(assignment: Assignment, graded: list[dict]) -> dict[str, float]:
     """Points per question from the autograder zip, in its order; questions only results name come after."""
     from autograder.grade import question_points
@@ -31,16 +51,13 @@ def question_maxima(assignment: Assignment, graded: list[dict]) -> dict[str, flo
     except (OSError, KeyError, ValueError):
         maxima = {}
     for record in graded:
-        for test in record["results"].get("tests", []):
-            if "score" in test and test.get("name") not in maxima:
-                maxima[test["name"]] = float(test.get("max_score") or 0)
+        for question, (_, top) in per_question(record["results"]).items():
+            maxima.setdefault(question, top)
     return maxima
 
 
 def scores_of(record: dict) -> dict[str, float]:
     """Points per question of one graded submission."""
-    from autograder.grade import per_question
-
     return {q: s for q, (s, _) in per_question(record["results"]).items()}
 
 

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from autograder.assignments import ASSIGNMENTS, Assignment
 
-CASE_HEADER = re.compile(r"^\s{2,}(test_\w+|\w+) result:\s*$", re.M)
+CASE_HEADER = re.compile(r"^\s{2,}(test_\w+|\w+) result:\s*$", re.M)  # otter's text output
+CASE_HEADER_MD = re.compile(r"^\*\*(\w+)\*\* \([\d.]+ points?\): ?", re.M)  # the course's Markdown output
 METRIC_TEXT = re.compile(r"([A-Za-z][A-Za-z ]*?) (\d+(?:\.\d+)?) is (below|above) the (\d+(?:\.\d+)?) threshold")
 METRIC_PRINTED = re.compile(r"(test accuracy|validation loss)[^:\n]*: (\d+(?:\.\d+)?)")
 THRESHOLD_IN_TEST = re.compile(r"([a-z][a-z ]*) \{\w+:\.\d+f\} is (below|above) the (\d+(?:\.\d+)?) threshold")
@@ -49,14 +50,15 @@ def _tests(results: dict) -> list[dict]:
 
 
 def _case_blocks(output: str) -> dict[str, str]:
-    """otter's output of one question split by test case: {case: the lines under 'case result:'}."""
-    headers = list(CASE_HEADER.finditer(output))
+    """A question's output split by test case: {case: what follows its header} (otter's 'CASE result:' lines, or
+    the Markdown '**CASE** (N points): ' of the split public/hidden entries)."""
+    headers = list(CASE_HEADER_MD.finditer(output)) or list(CASE_HEADER.finditer(output))
     return {m.group(1): output[m.end():headers[i + 1].start() if i + 1 < len(headers) else len(output)]
             for i, m in enumerate(headers)}
 
 
 def _message(block: str) -> str:
-    lines = [line.strip() for line in block.strip().splitlines() if line.strip()]
+    lines = [line.strip() for line in block.strip().splitlines() if line.strip() and not line.strip().startswith("```")]
     return (lines[-1] if lines else "(no message)").lstrip("❌ ").strip()
 
 
@@ -66,9 +68,12 @@ def case_statuses(test: dict, cases: list[str]) -> dict[str, tuple[bool | None, 
     blocks = _case_blocks(output)
     full = float(test.get("score") or 0) >= float(test.get("max_score") or 0)
     statuses = {}
+    if (test.get("extra_data") or {}).get("question") and blocks:
+        cases = list(blocks)  # a public or hidden entry lists its own cases, every one
     for case in cases or list(blocks):
         if case in blocks:
-            failed = "❌" in blocks[case] or "failed" in blocks[case].lower()
+            failed = not blocks[case].strip().startswith("✅") and (
+                "❌" in blocks[case] or "failed" in blocks[case].lower() or "```" in blocks[case])
             statuses[case] = (not failed, _message(blocks[case]) if failed else "")
         elif full:
             statuses[case] = (True, "")
@@ -142,6 +147,7 @@ def _barh(ax, labels, rates, xlabel):
 def build_report(out_dir: Path) -> str:
     from autograder.cohort import load_graded
     from autograder.feedback import file_stem
+    from autograder.gradebook import per_question, question_of
 
     out_dir = Path(out_dir)
     graded = load_graded(out_dir)
@@ -176,21 +182,24 @@ def build_report(out_dir: Path) -> str:
         entry["records"].setdefault(record["key"], record)
     for record in graded:
         results, tests = record["results"], _tests(record["results"])
-        totals.append(sum(float(t.get("score") or 0) for t in tests))
-        maxima.append(sum(float(t.get("max_score") or 0) for t in tests))
+        totals.append(sum(s for s, _ in per_question(results).values()))
+        maxima.append(sum(m for _, m in per_question(results).values()))
         whole = [line.strip() for line in (results.get("output") or "").strip().splitlines()[:3] if line.strip()]
         for line in whole:
             failed(line, "(whole submission)", record)
+        for question, (score, top) in per_question(results).items():
+            question_rates[question].append(score / top if top else 1.0)
+            question_full[question].append(score >= top)
         for test in tests:
-            score, top = float(test.get("score") or 0), float(test.get("max_score") or 0)
-            question_rates[test["name"]].append(score / top if top else 1.0)
-            question_full[test["name"]].append(score >= top)
-            for case, (passed, message) in case_statuses(test, cases_of.get(test["name"], [])).items():
+            question = question_of(test)
+            if not float(test.get("max_score") or 0) and question == test.get("name"):
+                continue  # the 0-point submission check: its failures are the tests' own
+            for case, (passed, message) in case_statuses(test, cases_of.get(question, [])).items():
                 if passed is None:
                     continue
-                case_results[(test["name"], case)].append(passed)
+                case_results[(question, case)].append(passed)
                 if not passed and message not in whole:  # a whole submission's failure is listed once, above
-                    failed(message, f"{test['name']} / {case}", record)
+                    failed(message, f"{question} / {case}", record)
     top = max(maxima) if maxima else 0
     students = sum(len(r.get("submitters") or [1]) for r in graded)
     late = sum(1 for r in graded if r.get("late"))
@@ -248,7 +257,10 @@ def build_report(out_dir: Path) -> str:
         numbers = [v for _, v, _ in values]
 
         def metric(ax):
-            ax.hist(numbers, bins=min(20, max(5, len(numbers))), color="#3b7dd8", edgecolor="white")
+            ends = numbers + ([threshold[1]] if threshold else [])
+            margin = max(0.005, 0.05 * (max(ends) - min(ends)))  # equal values still get a readable axis
+            ax.hist(numbers, bins=min(20, max(5, len(numbers))), range=(min(ends) - margin, max(ends) + margin),
+                    color="#3b7dd8", edgecolor="white")
             if threshold:
                 ax.axvline(threshold[1], color="#c0392b", linestyle="--", label=f"threshold {threshold[1]:g}")
                 ax.legend()

@@ -157,7 +157,14 @@ def _results(out: Path, key: str) -> dict:
 
 
 def _per_question(results: dict) -> dict[str, float]:
-    return {t["name"]: float(t["score"]) for t in results["tests"] if "score" in t}
+    """Points per question: a question is one entry, or its public and hidden entries (named in extra_data);
+    the 0-point submission check is none."""
+    scores: dict[str, float] = {}
+    for test in results["tests"]:
+        question = (test.get("extra_data") or {}).get("question")
+        if "score" in test and (question or test.get("max_score")):
+            scores[question or test["name"]] = scores.get(question or test["name"], 0.0) + float(test["score"])
+    return scores
 
 
 def test_scores_csv_has_every_student_with_identity_and_per_question_scores(graded):
@@ -211,7 +218,7 @@ def test_one_feedback_file_per_student_with_hidden_results(graded):
                 score = sum(_per_question(results).values())
                 assert f"{score:g} / {FULL}" in text
                 for test in results["tests"]:
-                    assert test["name"] in text
+                    assert test["name"] in text  # every entry, public and hidden
     stub = (out / "feedback" / "Barbara_Liskov_1004.md").read_text()
     assert "Hidden test failed" in stub  # hidden results too, as results.json has them
     assert "(late)" in (out / "feedback" / "Edsger_Dijkstra_1005.md").read_text()
