@@ -10,7 +10,7 @@ ifneq ($(wildcard $(MIRROR)/imdb/train.parquet),)
 export COURSE_DATA_DIR ?= $(MIRROR)
 endif
 
-.PHONY: env release test grade grade-all bench-grading attack-bench gradescope-env clean mutation soak student-path
+.PHONY: env release test grade grade-all report bench-grading attack-bench gradescope-env clean mutation soak student-path
 env: $(VENV)/.ready
 
 $(VENV)/.ready: requirements.txt shared/pyproject.toml
@@ -36,15 +36,24 @@ student-path: env
 test: env gradescope-env
 	$(PY) -m pytest tests
 
-## make grade SUBMISSION=path.ipynb|path.zip [ASSIGNMENT=a1_tfidf]
+## make grade SUBMISSION=path.ipynb|path.zip [ASSIGNMENT=a1_tfidf] [CONTAINER=gradescope|memory|none]: graded in
+## Gradescope's container emulated (768 MB, 0.5 CPU) where this machine allows it (root, a writable cgroup)
 grade: env
 	@test -n "$(SUBMISSION)" || (echo "usage: make grade SUBMISSION=path/to/notebook.ipynb|export.zip [ASSIGNMENT=name]" && exit 2)
-	$(PY) -m autograder.grade "$(SUBMISSION)" $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
+	$(PY) -m autograder.grade "$(SUBMISSION)" $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(CONTAINER),--container $(CONTAINER))
 
-## make grade-all SUBMISSIONS=folder [ASSIGNMENT=a1_tfidf] [JOBS=n]
+## make grade-all SUBMISSIONS=export.zip|folder [ASSIGNMENT=a1_tfidf] [JOBS=n] [OUT=dir]: grade a cohort: Gradescope's
+## "Export Submissions" archive (or the folder it unpacks to) or a folder of notebooks/zips, JOBS at a time, resuming
+## where an interrupted run stopped; writes scores.csv, gradebook-canvas.csv, gradebook.csv, feedback/, written/ and
+## report.html in OUT (default FOLDER/graded or ARCHIVE_graded); see docs/grading-a-cohort.md
 grade-all: env
-	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade-all SUBMISSIONS=folder [ASSIGNMENT=name] [JOBS=n]" && exit 2)
-	$(PY) -m autograder.grade --all "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(JOBS),--jobs $(JOBS))
+	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade-all SUBMISSIONS=export.zip|folder [ASSIGNMENT=name] [JOBS=n] [OUT=dir]" && exit 2)
+	$(PY) -m autograder.cohort "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT)) $(if $(JOBS),--jobs $(JOBS)) $(if $(OUT),--out "$(OUT)") $(if $(CONTAINER),--container $(CONTAINER))
+
+## make report FOLDER=graded-folder: rebuild report.html (the cohort report) from graded results, without regrading
+report: env
+	@test -n "$(FOLDER)" || (echo "usage: make report FOLDER=the folder make grade-all wrote" && exit 2)
+	$(PY) -m autograder.report "$(FOLDER)"
 
 clean:
 	rm -rf build

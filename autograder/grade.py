@@ -1,7 +1,7 @@
 """Grade submissions exactly as Gradescope does, with a time limit and a results.json in every case.
 
     python -m autograder.grade SUBMISSION [--assignment NAME] [--out DIR] [--timeout S] [--python PATH]
-    python -m autograder.grade --all FOLDER [--out DIR] [--jobs N]
+    python -m autograder.grade --all FOLDER [--out DIR] [--jobs N]     (autograder/cohort.py: a whole cohort)
 
 A submission is a notebook (with the student's files beside it) or the zip the notebook's export cell makes.
 Grading here is what Gradescope runs, byte for byte: the assignment's autograder zip is unpacked into `source/` of a
@@ -18,7 +18,6 @@ grading.log what the grader logged; the last line printed is `score: X / Y`.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import os
@@ -30,7 +29,6 @@ import tempfile
 import threading
 import time
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from autograder import container as containers
@@ -147,9 +145,10 @@ def _run_zip(run_autograder: Path, log_path: Path, timeout_s: float, python: str
     env.pop("PYTHONPATH", None)
     started, timed_out, before = time.monotonic(), False, descendants(os.getpid())
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(enclosure.command(["bash", str(run_autograder)]), stdout=log,
-                                stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True)
-        with _RUNNING_LOCK:
+        with _RUNNING_LOCK:  # started and registered at once: another grading's clean-up, which lists this
+            # process's descendants under the lock, must never see it unregistered and kill it as left over
+            proc = subprocess.Popen(enclosure.command(["bash", str(run_autograder)]), stdout=log,
+                                    stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True)
             _RUNNING.add(proc.pid)
         try:
             proc.wait(timeout=timeout_s)
@@ -178,7 +177,7 @@ def _run_zip(run_autograder: Path, log_path: Path, timeout_s: float, python: str
     def adopted() -> set[int]:
         with _RUNNING_LOCK:  # the other gradings running beside this one are theirs
             others = set().union(*({pid} | descendants(pid) for pid in _RUNNING))
-        return descendants(os.getpid()) - before - others
+            return descendants(os.getpid()) - before - others
 
     def alive() -> set[int]:
         found = adopted() | (processes_of_user(uid) if isinstance(uid, int) else set())
@@ -204,12 +203,25 @@ def _run_zip(run_autograder: Path, log_path: Path, timeout_s: float, python: str
     return ZipRun(results, wall_s, timed_out, left)
 
 
+def _run_registered(command: list[str]) -> None:
+    """Run `command` (an rm) registered as a grading's process: a grading finishing beside it in grade-all would
+    otherwise take it for one its own notebook left, and kill it."""
+    with _RUNNING_LOCK:
+        proc = subprocess.Popen(command)
+        _RUNNING.add(proc.pid)
+    try:
+        proc.wait()
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc.pid)
+
+
 def _clean_up_after(report: dict) -> None:
     """Remove what a killed supervisor left: its private folder and the files of the notebook's user."""
     from autograder.sandbox import users
 
     if isinstance(report.get("private"), str) and Path(report["private"]).name.startswith("course-grading-"):
-        subprocess.run(["rm", "-rf", "--one-file-system", "--", report["private"]], check=False)
+        _run_registered(["rm", "-rf", "--one-file-system", "--", report["private"]])
     if isinstance(report.get("kernel_uid"), int):
         users.clean_up_after(report["kernel_uid"])
     group = report.get("notebook_cgroup")
@@ -270,7 +282,7 @@ def grade_with_run(submission, assignment: Assignment | None = None, out_dir=Non
                                                               "wall_s": round(run.wall_s, 1), "timed_out": run.timed_out,
                                                               "left": run.left, "container": run.container}))
     finally:  # rm, not shutil.rmtree: a submission's folders can be nested deeper than Python's recursion limit
-        subprocess.run(["rm", "-rf", "--", tmp], check=False)
+        _run_registered(["rm", "-rf", "--", tmp])
     results.setdefault("execution_time", round(time.time() - start, 1))
     results_path.write_text(json.dumps(results, indent=2))
     score, total = summarize(results, out_dir / "summary.txt", assignment)
@@ -326,38 +338,12 @@ def summarize(results: dict, path: Path, assignment: Assignment) -> tuple[float,
 def grade_all(folder, out_dir=None, assignment: Assignment | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
               python: str | None = None, jobs: int | None = None,
               container: containers.Limits | None = containers.MEMORY_ONLY) -> Path:
-    """Grade every notebook/zip in `folder` (one per student), `jobs` at a time (default: the machine's cores), each
-    within the same limits as alone; one bad submission never stops the rest."""
-    folder = Path(folder)
-    out_dir = Path(out_dir or folder / "graded")
-    submissions = sorted(p for p in folder.iterdir() if p.suffix in (".ipynb", ".zip"))
+    """Grade every submission in `folder` (a folder of notebooks/zips, or Gradescope's export) and write scores,
+    gradebooks, feedback and the report: autograder/cohort.py. Returns the path of scores.csv."""
+    from autograder.cohort import grade_cohort
 
-    def one(sub: Path):
-        try:
-            return per_question(grade(sub, assignment, out_dir / sub.stem, timeout_s, quiet=True, python=python,
-                                      container=container)), ""
-        except Exception as exc:  # noqa: BLE001 - recorded in the CSV, the others go on
-            return {}, f"{type(exc).__name__}: {exc}"
-
-    rows, questions = [], []
-    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
-        for i, (sub, (scores, error)) in enumerate(zip(submissions, pool.map(one, submissions)), 1):
-            for q in scores:
-                if q not in questions:
-                    questions.append(q)
-            rows.append((sub.name, scores, error))
-            print(f"[{i}/{len(submissions)}] {sub.name}: {sum(s for s, _ in scores.values()):g} / "
-                  f"{sum(m for _, m in scores.values()):g} {error}", flush=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = out_dir / "scores.csv"
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["submission", *questions, "total", "max", "error"])
-        for name, scores, error in rows:
-            writer.writerow([name, *[scores.get(q, (0, 0))[0] for q in questions],
-                             sum(s for s, _ in scores.values()), sum(m for _, m in scores.values()), error])
-    print(f"wrote {csv_path}")
-    return csv_path
+    options = {"timeout_s": timeout_s, "container": container} | ({"python": python} if python else {})
+    return grade_cohort(folder, out_dir, assignment, jobs, progress=False, **options) / "scores.csv"
 
 
 CONTAINERS = {"gradescope": containers.GRADESCOPE, "memory": containers.MEMORY_ONLY, "none": None}
@@ -366,7 +352,8 @@ CONTAINERS = {"gradescope": containers.GRADESCOPE, "memory": containers.MEMORY_O
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("submission", nargs="?", help="a notebook or export zip")
-    parser.add_argument("--all", metavar="FOLDER", help="grade every submission in FOLDER and write scores.csv")
+    parser.add_argument("--all", metavar="FOLDER", help="grade every submission in FOLDER or Gradescope export "
+                        "archive (see autograder/cohort.py)")
     parser.add_argument("--assignment", choices=sorted(ASSIGNMENTS), help="default: from the file name")
     parser.add_argument("--out", help="output folder (default: beside the submission)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds before grading is stopped")
@@ -377,8 +364,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     assignment = ASSIGNMENTS[args.assignment] if args.assignment else None
     container = CONTAINERS[args.container]
-    if args.all:
-        grade_all(args.all, args.out, assignment, args.timeout, args.python, args.jobs, container)
+    if args.all:  # the cohort's command line (autograder/cohort.py) has more options
+        from autograder.cohort import main as cohort_main
+
+        cohort_main([args.all] + (["--assignment", args.assignment] if args.assignment else []) +
+                    (["--out", args.out] if args.out else []) + (["--jobs", str(args.jobs)] if args.jobs else []) +
+                    ["--timeout", str(args.timeout), "--container", args.container] +
+                    (["--python", args.python] if args.python else []))
     elif args.submission:
         grade(args.submission, assignment, args.out, args.timeout, python=args.python, container=container)
     else:
