@@ -559,7 +559,7 @@ def test_a_failed_hidden_test_shows_only_its_own_words(reference_zip, tmp_path):
             name = section.split("**")[0]
             if name in hidden:
                 assert "LEAK" not in section and "7.25" not in section, section
-                assert "Hidden test failed" in section, section
+                assert "Hidden test failed" in section or section.endswith("✅ passed"), section
     assert "your code raised ValueError (build_vocabulary(), cell" in _everything(results)
     assert "LEAK" in _everything(results), "public tests keep their full messages"
 
