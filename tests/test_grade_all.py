@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from autograder.assignments import ASSIGNMENTS, ROOT
+from test_a1_tfidf import MISTAKES
 from autograder.written_answers import NO_ANSWER, NO_NOTEBOOK
 
 A1 = ASSIGNMENTS["a1_tfidf"]
@@ -45,14 +46,7 @@ def build_vocabulary(token_lists, size):
     ranked = sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[: size - 1]
     return {w: i for i, (w, _) in enumerate(ranked)}
 '''
-WRONG_MULTI_HOT = '''
-def multi_hot(sequences, size):
-    out = torch.zeros(len(sequences), size)
-    for r, s in enumerate(sequences):
-        for i in s:
-            out[r, i] += 1
-    return out
-'''
+WRONG_MULTI_HOT = MISTAKES["q2_multi_hot"]["counts instead of 0/1"]  # a mistake the a1 tests list
 
 
 def _with_written_answer(notebook: dict, answer: str | None) -> dict:
