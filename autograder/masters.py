@@ -70,7 +70,8 @@ def load(name: str) -> Master:
             if "written_answer" in tags:
                 info = cell.metadata.get("written_answer", {})
                 prompt = next((c for c in reversed(master.other_cells) if c.strip()), "")
-                master.written.append({"name": info["name"], "points": info["points"], "prompt": prompt.strip(),
+                master.written.append({"name": info["name"], "points": info["points"],
+                                       "prompt": prompt.strip().split("\n\n")[0],
                                        "rubric": ""})
             elif "rubric" in tags and master.written:
                 master.written[-1]["rubric"] = cell.source.strip()

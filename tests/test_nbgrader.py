@@ -102,4 +102,4 @@ def test_points_follow_otters_rule(name):
     grade_ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.metadata]
     assert len(grade_ids) == len(set(grade_ids))
     graded = sum(c.metadata["nbgrader"].get("points", 0) for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
-    assert graded == pytest.approx(sum(master.points.values()))
+    assert graded == pytest.approx(sum(master.points.values()) + sum(w["points"] for w in master.written))

@@ -4,7 +4,7 @@ In a notebook, each written answer is a markdown cell tagged `written_answer` wh
 
     {"tags": ["written_answer"], "written_answer": {"name": "q8_why_negative", "points": 2}}
 
-The prompt is the markdown just above it. The export cell calls `save_written_answers`, which writes
+The prompt is the first paragraph of the markdown just above it. The export cell calls `save_written_answers`, which writes
 NAME_written_answers.md (each answer under its question's heading) next to the notebook, and that file goes into the
 submission zip: on Gradescope graders read it in the manual-grading view; `make grade-all` gathers every student's
 answer to one question into one document.
@@ -35,7 +35,7 @@ def written_questions(notebook: dict) -> list[dict]:
                       "")
         answer = _source(cell).replace(PLACEHOLDER, "").strip()
         found.append({"name": str(info.get("name", f"written_{len(found) + 1}")), "points": info.get("points"),
-                      "prompt": prompt.strip(), "answer": answer})
+                      "prompt": prompt.strip().split("\n\n")[0], "answer": answer})  # the question, not how to submit
     return found
 
 

@@ -668,6 +668,7 @@ order_matters = False  # SOLUTION
 
 # %%
 def test_answer_is_true_or_false(order_matters):
+    assert order_matters is not None, "order_matters is not defined: run the cell that defines it (section 8) first"
     assert isinstance(order_matters, bool), "set order_matters to True or False (a bool, not a string)"
 
 # %%
