@@ -17,13 +17,13 @@ class _SelfAttention(nn.Module):
         nn.init.xavier_uniform_(self.in_proj_weight)
         self.out_proj = nn.Linear(d, d)
 
-    def forward(self, x, padding_mask=None):
+    def forward(self, x, mask=None):
         b, n, d = x.shape
         q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).split(d, dim=-1)
         q, k, v = (t.reshape(b, n, self.h, d // self.h).transpose(1, 2) for t in (q, k, v))
         scores = q @ k.transpose(-2, -1) / SCALE(d, self.h)
-        if padding_mask is not None:
-            scores = scores.masked_fill(MASK(padding_mask)[:, None, None, :], float("-inf"))
+        if mask is not None:
+            scores = scores.masked_fill(MASK(mask)[:, None, None, :], float("-inf"))
         out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, d)
         return self.out_proj(out)
 
@@ -36,11 +36,11 @@ class TransformerBlock(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(d_model, d_ff), nn.ReLU(), nn.Linear(d_ff, d_model))
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x, padding_mask=None):
-        x = x + self.dropout(self.attn(self.norm1(x), padding_mask))
+    def forward(self, x, mask=None):
+        x = x + self.dropout(self.attn(self.norm1(x), mask))
         return x + self.dropout(self.ffn(self.norm2(x)))
 """
-_RIGHT = "SCALE = lambda d, h: math.sqrt(d // h)\nMASK = lambda m: m\n"
+_RIGHT = "SCALE = lambda d, h: math.sqrt(d // h)\nMASK = lambda m: ~m\n"
 
 # the reference block's __init__, with a forward that a mistake replaces
 _BLOCK_INIT = """
@@ -112,99 +112,105 @@ def positional_encoding(max_len, d_model):
     },
     "q2_transformer_block": {
         "no residual around attention": _BLOCK_INIT + """
-    def forward(self, x, padding_mask=None):
+    def forward(self, x, mask=None):
         y = self.norm1(x)
-        x = self.dropout(self.attn(y, y, y, key_padding_mask=padding_mask)[0])
+        x = self.dropout(self.attn(y, y, y, key_padding_mask=None if mask is None else ~mask)[0])
         return x + self.dropout(self.ffn(self.norm2(x)))
 """,
         "no residual around the feed-forward network": _BLOCK_INIT + """
-    def forward(self, x, padding_mask=None):
+    def forward(self, x, mask=None):
         y = self.norm1(x)
-        x = x + self.dropout(self.attn(y, y, y, key_padding_mask=padding_mask)[0])
+        x = x + self.dropout(self.attn(y, y, y, key_padding_mask=None if mask is None else ~mask)[0])
         return self.dropout(self.ffn(self.norm2(x)))
 """,
         "post-norm (layer norm after the residual sum)": _BLOCK_INIT + """
-    def forward(self, x, padding_mask=None):
-        x = self.norm1(x + self.dropout(self.attn(x, x, x, key_padding_mask=padding_mask)[0]))
+    def forward(self, x, mask=None):
+        x = self.norm1(x + self.dropout(self.attn(x, x, x, key_padding_mask=None if mask is None else ~mask)[0]))
         return self.norm2(x + self.dropout(self.ffn(x)))
 """,
         "residual adds the normalised input": _BLOCK_INIT + """
-    def forward(self, x, padding_mask=None):
+    def forward(self, x, mask=None):
         x = self.norm1(x)
-        x = x + self.dropout(self.attn(x, x, x, key_padding_mask=padding_mask)[0])
+        x = x + self.dropout(self.attn(x, x, x, key_padding_mask=None if mask is None else ~mask)[0])
         x = self.norm2(x)
         return x + self.dropout(self.ffn(x))
 """,
         "padding mask ignored": _BLOCK_INIT + """
-    def forward(self, x, padding_mask=None):
+    def forward(self, x, mask=None):
         y = self.norm1(x)
         x = x + self.dropout(self.attn(y, y, y)[0])
         return x + self.dropout(self.ffn(self.norm2(x)))
 """,
-        "padding mask polarity inverted (SDPA attn_mask = padding_mask)": _BLOCK_INIT + """
-    def forward(self, x, padding_mask=None):
+        "course mask given unconverted to key_padding_mask (True = a real token ignored)": _BLOCK_INIT + """
+    def forward(self, x, mask=None):
+        y = self.norm1(x)
+        x = x + self.dropout(self.attn(y, y, y, key_padding_mask=mask)[0])
+        return x + self.dropout(self.ffn(self.norm2(x)))
+""",
+        "mask polarity inverted for SDPA (attn_mask = ~mask, as if it were key_padding_mask)": _BLOCK_INIT + """
+    def forward(self, x, mask=None):
         b, n, d = x.shape
         h = self.attn.num_heads
         q, k, v = F.linear(self.norm1(x), self.attn.in_proj_weight, self.attn.in_proj_bias).split(d, dim=-1)
         q, k, v = (t.reshape(b, n, h, d // h).transpose(1, 2) for t in (q, k, v))
-        mask = None if padding_mask is None else padding_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        allowed = None if mask is None else ~mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
         x = x + self.dropout(self.attn.out_proj(out.transpose(1, 2).reshape(b, n, d)))
         return x + self.dropout(self.ffn(self.norm2(x)))
 """,
-        "hand-written attention scaled by sqrt(d_model)": _HAND_BLOCK + "SCALE = lambda d, h: math.sqrt(d)\nMASK = lambda m: m\n",
-        "hand-written attention, mask polarity inverted": _HAND_BLOCK + "SCALE = lambda d, h: math.sqrt(d // h)\nMASK = lambda m: ~m\n",
+        "hand-written attention scaled by sqrt(d_model)": _HAND_BLOCK + "SCALE = lambda d, h: math.sqrt(d)\nMASK = lambda m: ~m\n",
+        "hand-written attention, mask polarity inverted (real tokens masked out)": _HAND_BLOCK + "SCALE = lambda d, h: math.sqrt(d // h)\nMASK = lambda m: m\n",
         "no layer norm before the feed-forward network": _BLOCK_INIT + """
-    def forward(self, x, padding_mask=None):
+    def forward(self, x, mask=None):
         y = self.norm1(x)
-        x = x + self.dropout(self.attn(y, y, y, key_padding_mask=padding_mask)[0])
+        x = x + self.dropout(self.attn(y, y, y, key_padding_mask=None if mask is None else ~mask)[0])
         return x + self.dropout(self.ffn(x))
 """,
     },
     "q3_classifier": {
         "positions not added": """
 class TransformerClassifier(TransformerClassifier):
-    def forward(self, ids, padding_mask):
+    def forward(self, ids, mask):
         x = self.dropout(self.embedding(ids) * math.sqrt(self.embedding.embedding_dim))
         for block in self.blocks:
-            x = block(x, padding_mask)
+            x = block(x, mask)
         x = self.norm(x)
-        keep = (~padding_mask).unsqueeze(-1).float()
+        keep = mask.unsqueeze(-1).float()
         return self.head((x * keep).sum(1) / keep.sum(1)).squeeze(-1)
 """,
         "mean over padding": """
 class TransformerClassifier(TransformerClassifier):
-    def forward(self, ids, padding_mask):
+    def forward(self, ids, mask):
         x = self.dropout(self.embedding(ids) * math.sqrt(self.embedding.embedding_dim) + self.positions[: ids.shape[1]])
         for block in self.blocks:
-            x = block(x, padding_mask)
+            x = block(x, mask)
         return self.head(self.norm(x).mean(dim=1)).squeeze(-1)
 """,
-        "mask polarity inverted (True = keep)": """
+        "blocks given the inverted mask (True = padding, as key_padding_mask wants)": """
 class TransformerClassifier(TransformerClassifier):
-    def forward(self, ids, padding_mask):
-        keep_mask = ~padding_mask
+    def forward(self, ids, mask):
+        padding = ~mask
         x = self.dropout(self.embedding(ids) * math.sqrt(self.embedding.embedding_dim) + self.positions[: ids.shape[1]])
         for block in self.blocks:
-            x = block(x, keep_mask)
+            x = block(x, padding)
         x = self.norm(x)
-        keep = (~padding_mask).unsqueeze(-1).float()
+        keep = mask.unsqueeze(-1).float()
         return self.head((x * keep).sum(1) / keep.sum(1)).squeeze(-1)
 """,
         "mask not passed to the blocks": """
 class TransformerClassifier(TransformerClassifier):
-    def forward(self, ids, padding_mask):
+    def forward(self, ids, mask):
         x = self.dropout(self.embedding(ids) * math.sqrt(self.embedding.embedding_dim) + self.positions[: ids.shape[1]])
         for block in self.blocks:
             x = block(x)
         x = self.norm(x)
-        keep = (~padding_mask).unsqueeze(-1).float()
+        keep = mask.unsqueeze(-1).float()
         return self.head((x * keep).sum(1) / keep.sum(1)).squeeze(-1)
 """,
         "padding found as token id 0 (unknown words dropped too)": """
 class TransformerClassifier(TransformerClassifier):
-    def forward(self, ids, padding_mask):
-        return super().forward(ids, ids == 0)
+    def forward(self, ids, mask):
+        return super().forward(ids, ids != 0)
 """,
         "default N(0, 1) embedding initialisation": """
 _Base = TransformerClassifier
@@ -215,32 +221,32 @@ class TransformerClassifier(_Base):
 """,
         "embeddings not multiplied by sqrt(d_model)": """
 class TransformerClassifier(TransformerClassifier):
-    def forward(self, ids, padding_mask):
+    def forward(self, ids, mask):
         x = self.dropout(self.embedding(ids) + self.positions[: ids.shape[1]])
         for block in self.blocks:
-            x = block(x, padding_mask)
+            x = block(x, mask)
         x = self.norm(x)
-        keep = (~padding_mask).unsqueeze(-1).float()
+        keep = mask.unsqueeze(-1).float()
         return self.head((x * keep).sum(1) / keep.sum(1)).squeeze(-1)
 """,
         "no final layer norm": """
 class TransformerClassifier(TransformerClassifier):
-    def forward(self, ids, padding_mask):
+    def forward(self, ids, mask):
         x = self.dropout(self.embedding(ids) * math.sqrt(self.embedding.embedding_dim) + self.positions[: ids.shape[1]])
         for block in self.blocks:
-            x = block(x, padding_mask)
-        keep = (~padding_mask).unsqueeze(-1).float()
+            x = block(x, mask)
+        keep = mask.unsqueeze(-1).float()
         return self.head((x * keep).sum(1) / keep.sum(1)).squeeze(-1)
 """,
         "returns probabilities": """
 class TransformerClassifier(TransformerClassifier):
-    def forward(self, ids, padding_mask):
-        return torch.sigmoid(super().forward(ids, padding_mask))
+    def forward(self, ids, mask):
+        return torch.sigmoid(super().forward(ids, mask))
 """,
         "keeps the (batch, 1) shape": """
 class TransformerClassifier(TransformerClassifier):
-    def forward(self, ids, padding_mask):
-        return super().forward(ids, padding_mask).unsqueeze(-1)
+    def forward(self, ids, mask):
+        return super().forward(ids, mask).unsqueeze(-1)
 """,
         "positional encoding stored as a weight (persistent buffer)": """
 _Base = TransformerClassifier
@@ -299,28 +305,28 @@ def positional_encoding(max_len, d_model):
     "q2_transformer_block": {
         "hand-written attention module (softmax by hand)": _HAND_BLOCK + _RIGHT,
         "F.scaled_dot_product_attention on nn.MultiheadAttention's parameters": _BLOCK_INIT + """
-    def forward(self, x, padding_mask=None):
+    def forward(self, x, mask=None):
         b, n, d = x.shape
         h = self.attn.num_heads
         q, k, v = F.linear(self.norm1(x), self.attn.in_proj_weight, self.attn.in_proj_bias).chunk(3, dim=-1)
         q, k, v = (t.view(b, n, h, d // h).transpose(1, 2) for t in (q, k, v))
-        mask = None if padding_mask is None else ~padding_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.attn.dropout if self.training else 0.0)
+        allowed = None if mask is None else mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=self.attn.dropout if self.training else 0.0)
         x = x + self.dropout(self.attn.out_proj(out.transpose(1, 2).reshape(b, n, d)))
         return x + self.dropout(self.ffn(self.norm2(x)))
 """,
         "nn.MultiheadAttention with attention weights returned": _BLOCK_INIT + """
-    def forward(self, x, padding_mask=None):
+    def forward(self, x, mask=None):
         h = self.norm1(x)
-        out, weights = self.attn(h, h, h, key_padding_mask=padding_mask)
+        out, weights = self.attn(h, h, h, key_padding_mask=None if mask is None else ~mask)
         h = x + self.dropout(out)
         return h + self.dropout(self.ffn(self.norm2(h)))
 """,
         "float additive mask": _BLOCK_INIT + """
-    def forward(self, x, padding_mask=None):
+    def forward(self, x, mask=None):
         h = self.norm1(x)
-        mask = None if padding_mask is None else torch.zeros(padding_mask.shape).masked_fill(padding_mask, float("-inf"))
-        x = x + self.dropout(self.attn(h, h, h, key_padding_mask=mask, need_weights=False)[0])
+        additive = None if mask is None else torch.zeros(mask.shape).masked_fill(~mask, float("-inf"))
+        x = x + self.dropout(self.attn(h, h, h, key_padding_mask=additive, need_weights=False)[0])
         return x + self.dropout(self.ffn(self.norm2(x)))
 """,
     },
@@ -332,23 +338,23 @@ class TransformerClassifier(_Base):
         super().__init__(*args, **kwargs)
         nn.init.trunc_normal_(self.embedding.weight, std=0.02)
 
-    def forward(self, ids, padding_mask):
+    def forward(self, ids, mask):
         x = self.embedding(ids) * self.embedding.weight.shape[1] ** 0.5 + self.positions[: ids.size(1)].unsqueeze(0)
         x = self.dropout(x)
         for block in self.blocks:
-            x = block(x, padding_mask=padding_mask)
-        x = self.norm(x).masked_fill(padding_mask.unsqueeze(-1), 0.0)
-        lengths = (~padding_mask).sum(dim=1, keepdim=True)
+            x = block(x, mask=mask)
+        x = self.norm(x).masked_fill(~mask.unsqueeze(-1), 0.0)
+        lengths = mask.sum(dim=1, keepdim=True)
         return self.head(x.sum(dim=1) / lengths)[:, 0]
 """,
         "torch.where pooling with a float weight": """
 class TransformerClassifier(TransformerClassifier):
-    def forward(self, ids, padding_mask):
+    def forward(self, ids, mask):
         x = self.dropout(self.embedding(ids) * math.sqrt(self.embedding.embedding_dim) + self.positions[: ids.shape[1]])
         for block in self.blocks:
-            x = block(x, padding_mask)
-        x = torch.where(padding_mask[..., None], torch.zeros_like(x), self.norm(x))
-        weight = (1.0 - padding_mask.float()) / (1.0 - padding_mask.float()).sum(dim=1, keepdim=True)
+            x = block(x, mask)
+        x = torch.where(mask[..., None], self.norm(x), torch.zeros_like(x))
+        weight = mask.float() / mask.float().sum(dim=1, keepdim=True)
         return self.head(torch.einsum("bn,bnd->bd", weight, x)).flatten()
 """,
         "works with the hand-written block": _HAND_BLOCK + _RIGHT,
@@ -360,27 +366,27 @@ class TransformerClassifier(TransformerClassifier):
 BEHAVIOUR_MISTAKES = {
     "q2_transformer_block": {
         "dropout never applied to the sub-layers' outputs": _BLOCK_INIT + """
-    def forward(self, x, padding_mask=None):
+    def forward(self, x, mask=None):
         y = self.norm1(x)
-        x = x + self.attn(y, y, y, key_padding_mask=padding_mask, need_weights=False)[0]
+        x = x + self.attn(y, y, y, key_padding_mask=None if mask is None else ~mask, need_weights=False)[0]
         return x + self.ffn(self.norm2(x))
 """,
         "dropout rate ignored (always 0.1)": _BLOCK_INIT + """
-    def forward(self, x, padding_mask=None):
+    def forward(self, x, mask=None):
         y = self.norm1(x)
-        x = x + F.dropout(self.attn(y, y, y, key_padding_mask=padding_mask, need_weights=False)[0], 0.1, self.training)
+        x = x + F.dropout(self.attn(y, y, y, key_padding_mask=None if mask is None else ~mask, need_weights=False)[0], 0.1, self.training)
         return x + F.dropout(self.ffn(self.norm2(x)), 0.1, self.training)
 """,
         "dropout in eval mode too": _BLOCK_INIT + """
-    def forward(self, x, padding_mask=None):
+    def forward(self, x, mask=None):
         y = self.norm1(x)
-        x = x + F.dropout(self.attn(y, y, y, key_padding_mask=padding_mask, need_weights=False)[0], self.dropout.p, True)
+        x = x + F.dropout(self.attn(y, y, y, key_padding_mask=None if mask is None else ~mask, need_weights=False)[0], self.dropout.p, True)
         return x + F.dropout(self.ffn(self.norm2(x)), self.dropout.p, True)
 """,
         "normalised input detached": _BLOCK_INIT + """
-    def forward(self, x, padding_mask=None):
+    def forward(self, x, mask=None):
         y = self.norm1(x).detach()
-        x = x + self.dropout(self.attn(y, y, y, key_padding_mask=padding_mask, need_weights=False)[0])
+        x = x + self.dropout(self.attn(y, y, y, key_padding_mask=None if mask is None else ~mask, need_weights=False)[0])
         return x + self.dropout(self.ffn(self.norm2(x)))
 """,
     },
@@ -394,32 +400,32 @@ class TransformerClassifier(_Base):
 """,
         "no dropout after the positions": """
 class TransformerClassifier(TransformerClassifier):
-    def forward(self, ids, padding_mask):
+    def forward(self, ids, mask):
         x = self.embedding(ids) * math.sqrt(self.embedding.embedding_dim) + self.positions[: ids.shape[1]]
         for block in self.blocks:
-            x = block(x, padding_mask)
+            x = block(x, mask)
         x = self.norm(x)
-        keep = (~padding_mask).unsqueeze(-1).float()
+        keep = mask.unsqueeze(-1).float()
         return self.head((x * keep).sum(1) / keep.sum(1)).squeeze(-1)
 """,
         "embeddings detached (the embedding never learns)": """
 class TransformerClassifier(TransformerClassifier):
-    def forward(self, ids, padding_mask):
+    def forward(self, ids, mask):
         x = self.dropout(self.embedding(ids).detach() * math.sqrt(self.embedding.embedding_dim) + self.positions[: ids.shape[1]])
         for block in self.blocks:
-            x = block(x, padding_mask)
+            x = block(x, mask)
         x = self.norm(x)
-        keep = (~padding_mask).unsqueeze(-1).float()
+        keep = mask.unsqueeze(-1).float()
         return self.head((x * keep).sum(1) / keep.sum(1)).squeeze(-1)
 """,
         "count of real tokens clamped at 2": """
 class TransformerClassifier(TransformerClassifier):
-    def forward(self, ids, padding_mask):
+    def forward(self, ids, mask):
         x = self.dropout(self.embedding(ids) * math.sqrt(self.embedding.embedding_dim) + self.positions[: ids.shape[1]])
         for block in self.blocks:
-            x = block(x, padding_mask)
+            x = block(x, mask)
         x = self.norm(x)
-        keep = (~padding_mask).unsqueeze(-1).float()
+        keep = mask.unsqueeze(-1).float()
         return self.head((x * keep).sum(1) / keep.sum(1).clamp(min=2)).squeeze(-1)
 """,
     },
@@ -473,8 +479,8 @@ def positional_encoding(max_len, d_model, max_wavelength=10000):
     def sublayer(self, x, norm, sublayer):
         return x + self.dropout(sublayer(norm(x)))
 
-    def forward(self, x, padding_mask=None):
-        x = self.sublayer(x, self.norm1, lambda x: self.attn(x, x, x, key_padding_mask=padding_mask)[0])
+    def forward(self, x, mask=None):
+        x = self.sublayer(x, self.norm1, lambda x: self.attn(x, x, x, key_padding_mask=None if mask is None else ~mask)[0])
         return self.sublayer(x, self.norm2, self.ffn)
 """,
         # PyTorch, torch/nn/modules/transformer.py: TransformerEncoderLayer with norm_first=True (_sa_block and _ff_block,
@@ -487,20 +493,20 @@ def positional_encoding(max_len, d_model, max_wavelength=10000):
     def _ff_block(self, x):
         return self.dropout(self.ffn[2](self.ffn[1](self.ffn[0](x))))
 
-    def forward(self, x, padding_mask=None):
-        x = x + self._sa_block(self.norm1(x), None, padding_mask)
+    def forward(self, x, mask=None):
+        x = x + self._sa_block(self.norm1(x), None, None if mask is None else ~mask)
         x = x + self._ff_block(self.norm2(x))
         return x
 """,
         # PyTorch, torch/nn/functional.py: multi_head_attention_forward, the function nn.MultiheadAttention calls,
         # on the block's own parameters (sequence-first, hence the transposes)
         "F.multi_head_attention_forward on the block's parameters": _BLOCK_INIT + """
-    def forward(self, x, padding_mask=None):
+    def forward(self, x, mask=None):
         y = self.norm1(x).transpose(0, 1)
         attended, _ = F.multi_head_attention_forward(
             y, y, y, self.attn.embed_dim, self.attn.num_heads, self.attn.in_proj_weight, self.attn.in_proj_bias,
             None, None, False, self.attn.dropout, self.attn.out_proj.weight, self.attn.out_proj.bias,
-            training=self.training, key_padding_mask=padding_mask, need_weights=False)
+            training=self.training, key_padding_mask=None if mask is None else ~mask, need_weights=False)
         x = x + self.dropout(attended.transpose(0, 1))
         return x + self.dropout(self.ffn(self.norm2(x)))
 """,
@@ -518,13 +524,13 @@ class TransformerClassifier(_Base):
         self.d_model = d_model
         self.register_buffer("positions", positional_encoding(max_len, d_model).unsqueeze(0), persistent=False)
 
-    def forward(self, ids, padding_mask):
+    def forward(self, ids, mask):
         x = self.embedding(ids) * math.sqrt(self.d_model)
         x = self.dropout(x + self.positions[:, : x.size(1)].requires_grad_(False))
         for layer in self.blocks:
-            x = layer(x, padding_mask)
+            x = layer(x, mask)
         token_embeddings = self.norm(x)
-        input_mask_expanded = (~padding_mask).unsqueeze(-1).expand(token_embeddings.size()).float()
+        input_mask_expanded = mask.unsqueeze(-1).expand(token_embeddings.size()).float()
         pooled = torch.sum(token_embeddings * input_mask_expanded, 1) / torch.clamp(input_mask_expanded.sum(1), min=1e-9)
         return self.head(pooled).squeeze(-1)
 """,
@@ -550,13 +556,13 @@ class TransformerClassifier(_Base):
         del self.dropout
         self.d_model = d_model
 
-    def forward(self, ids, padding_mask):
+    def forward(self, ids, mask):
         src = self.embedding(ids) * math.sqrt(self.d_model)
         src = self.pos_encoder(src.transpose(0, 1)).transpose(0, 1)
         for block in self.blocks:
-            src = block(src, padding_mask)
+            src = block(src, mask)
         src = self.norm(src)
-        keep = (~padding_mask).unsqueeze(-1).float()
+        keep = mask.unsqueeze(-1).float()
         return self.head((src * keep).sum(1) / keep.sum(1)).squeeze(-1)
 """,
     },

@@ -148,10 +148,12 @@ def test_fit_respects_a_time_budget_within_an_epoch(monkeypatch):
     assert _time.time() - start < 3 and len(history["train_loss"]) == 1
 
 
-def test_padded_loader_pads_in_front_and_keeps_labels():
+def test_padded_loader_keeps_the_first_tokens_pads_at_the_end_and_keeps_labels():
     loader = text.padded_loader([[1, 2], [3, 4, 5, 6, 7]], [0, 1], max_length=4, batch_size=2)
     ids, labels = next(iter(loader))
-    assert ids.tolist() == [[0, 0, 1, 2], [4, 5, 6, 7]] and labels.tolist() == [0.0, 1.0]
+    assert ids.tolist() == [[1, 2, 0, 0], [3, 4, 5, 6]] and labels.tolist() == [0.0, 1.0]
+    lecture = text.padded_loader([[1, 2], [3, 4, 5, 6, 7]], [0, 1], 4, batch_size=2, padding="pre", truncating="pre")
+    assert next(iter(lecture))[0].tolist() == [[0, 0, 1, 2], [4, 5, 6, 7]]
 
 
 def test_length_grouped_batches_cover_every_index_once_with_similar_lengths():

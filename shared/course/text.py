@@ -120,11 +120,12 @@ def pad_sequences(sequences: Sequence[Sequence[int]], max_length: int, padding: 
 
 
 def padded_loader(sequences: Sequence[Sequence[int]], labels: Sequence[int], max_length: int, shuffle: bool = False,
-                  batch_size: int = 64):
-    """A DataLoader of (ids, label) batches: each sequence padded and truncated at the front to `max_length`."""
+                  batch_size: int = 64, padding: str = "post", truncating: str = "post"):
+    """A DataLoader of (ids, label) batches of `max_length` tokens each. The default is the course's convention from
+    assignment 3 on: each sequence keeps its first `max_length` tokens and is padded at the end."""
     import torch
 
-    padded = torch.from_numpy(pad_sequences(sequences, max_length))
+    padded = torch.from_numpy(pad_sequences(sequences, max_length, padding, truncating))
     dataset = torch.utils.data.TensorDataset(padded, torch.tensor(list(labels), dtype=torch.float32))
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle)
 

@@ -217,19 +217,19 @@ plt.show()
 # in eval mode nothing is dropped. (Dropout inside the attention weights, as `nn.MultiheadAttention(dropout=...)` adds, is
 # allowed by the tests but not recommended: see below.) Everything stays differentiable: training must reach both sub-layers and the input.
 #
-# **Padding mask.** Reviews in a batch have different lengths, so shorter ones are padded at the end (assignments 2–4
-# padded in front; a model that sees positions should find every review's first word at position 0). `padding_mask` is
-# a boolean tensor of shape `(batch, length)` that is **`True` at padding positions**: the **opposite** of the course's
-# convention (assignment 3, section 2: `True` = may attend), because it goes unchanged into `nn.MultiheadAttention`'s
-# `key_padding_mask`. Where you need the course's mask, convert it: `keep = ~padding_mask` (`True` = a real token);
-# `F.scaled_dot_product_attention` takes `attn_mask=~padding_mask[:, None, None, :]`. No position may attend to a
-# padding position; `padding_mask=None` means no padding.
+# **Mask** (the course's convention, assignment 3, section 2, as in assignment 4). Reviews in a batch have different
+# lengths: each keeps its first tokens and is padded at the end, so every review's first word sits at position 0.
+# `mask` is a boolean tensor of shape `(batch, length)`, **`True` at a real token** and `False` at padding; `mask=None`
+# means no padding. No position may attend to a padding position. PyTorch's attention functions disagree about the
+# polarity, so convert where you call them:
+# - `nn.MultiheadAttention(...)(q, k, v, key_padding_mask=...)` wants `True` at **padding**: pass `~mask`;
+# - `F.scaled_dot_product_attention(q, k, v, attn_mask=...)` wants `True` where attention is **allowed**: pass
+#   `mask[:, None, None, :]` (one row per key, broadcast over heads and queries).
 #
 # Keep these attribute names (the grader loads your weights by name):
 # `norm1`, `norm2` (`nn.LayerNorm(d_model)`), `attn`, `ffn` (an `nn.Sequential` of `Linear`, `ReLU`, `Linear`) and a
-# `dropout` layer. For `attn` the simplest is `nn.MultiheadAttention(d_model, num_heads, batch_first=True)`; mind that
-# **its** mask argument `key_padding_mask` uses the same polarity as ours, while `F.scaled_dot_product_attention`'s
-# boolean `attn_mask` is `True` where attention is *allowed*. You may also write the attention yourself (e.g. with
+# `dropout` layer. For `attn` the simplest is `nn.MultiheadAttention(d_model, num_heads, batch_first=True)`, given
+# `key_padding_mask=~mask` as above. You may also write the attention yourself (e.g. with
 # `F.scaled_dot_product_attention`, or softmax by hand): give your module the parameters `in_proj_weight`
 # `(3·d_model, d_model)` (queries, keys, values stacked in that order), `in_proj_bias` `(3·d_model,)` and a `Linear`
 # called `out_proj`, as `nn.MultiheadAttention` has, and scale scores by $1/\sqrt{d_\text{head}}$.
@@ -263,11 +263,12 @@ class TransformerBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         # END SOLUTION
 
-    def forward(self, x, padding_mask=None):
-        """x: (batch, length, d_model); padding_mask: bool (batch, length), True at padding, or None."""
+    def forward(self, x, mask=None):
+        """x: (batch, length, d_model); mask: bool (batch, length), True at a real token, or None."""
         # BEGIN SOLUTION
         y = self.norm1(x)
-        attended, _ = self.attn(y, y, y, key_padding_mask=padding_mask, need_weights=False)
+        padding = None if mask is None else ~mask  # nn.MultiheadAttention's key_padding_mask: True = ignore
+        attended, _ = self.attn(y, y, y, key_padding_mask=padding, need_weights=False)
         x = x + self.dropout(attended)
         return x + self.dropout(self.ffn(self.norm2(x)))
         # END SOLUTION
@@ -311,8 +312,8 @@ def test_block_matches_pre_norm_formula(TransformerBlock):
             layer.weight.zero_()
             layer.bias.zero_()
         x = torch.randn(2, 6, 16) * 3 + 1
-        mask = torch.zeros(2, 6, dtype=torch.bool)
-        mask[0, 4:] = True
+        mask = torch.ones(2, 6, dtype=torch.bool)
+        mask[0, 4:] = False
         assert torch.allclose(block(x), x, atol=1e-5) and torch.allclose(block(x, mask), x, atol=1e-5), (
             "with the attention and feed-forward output layers set to zero, a block with residual connections returns "
             "its input unchanged: add each sub-layer's output to its input, and normalise only the sub-layer's input")
@@ -322,9 +323,9 @@ def test_block_matches_pre_norm_formula(TransformerBlock):
     with torch.no_grad():
         for p in block.parameters():  # make every parameter matter (layer norms and biases start at 1 / 0)
             p.add_(0.3 * torch.randn_like(p))
-    mask = torch.zeros(4, 7, dtype=torch.bool)
-    mask[1, 5:] = True
-    mask[3, 2:] = True
+    mask = torch.ones(4, 7, dtype=torch.bool)  # True = a real token; rows 1 and 3 end in padding
+    mask[1, 5:] = False
+    mask[3, 2:] = False
 
     w = {name: p.detach().clone() for name, p in block.named_parameters()}  # the block's weights, by the names asked for
 
@@ -333,7 +334,7 @@ def test_block_matches_pre_norm_formula(TransformerBlock):
         q, k, v = F.linear(y, w["attn.in_proj_weight"], w["attn.in_proj_bias"]).split(d, dim=-1)
         q, k, v = (t.reshape(b, n, h, d // h).transpose(1, 2) for t in (q, k, v))
         scores = q @ k.transpose(-2, -1) / math.sqrt(d // h)
-        scores = scores.masked_fill(mask[:, None, None, :], float("-inf"))
+        scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
         out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, d)
         return F.linear(out, w["attn.out_proj.weight"], w["attn.out_proj.bias"])
 
@@ -346,14 +347,14 @@ def test_block_matches_pre_norm_formula(TransformerBlock):
     x = torch.randn(4, 7, d).requires_grad_()
     x_ref = x.detach().clone().requires_grad_()
     out, expected = block(x, mask), formula(x_ref, mask)
-    keep = ~mask
+    keep = mask
     assert torch.allclose(out[keep], expected[keep], atol=1e-4), (
         "the block must compute x + attn(norm1(x)), then h + ffn(norm2(h)) (pre-norm), with multi-head attention "
         "scaled by 1/sqrt(d_head) that ignores padded keys")
     with torch.no_grad():
         assert torch.allclose(block(x[1:2, :5], mask[1:2, :5]), expected[1:2, :5], atol=1e-4), (
             "a batch of one (a review of 5 real tokens) must give the outputs it gets inside a batch")
-        one = torch.zeros(4, 1, dtype=torch.bool)
+        one = torch.ones(4, 1, dtype=torch.bool)
         assert torch.allclose(block(x[:, :1], one), formula(x[:, :1], one), atol=1e-4), "a sequence of one position must work"
     # training reaches every parameter and the input, through both sub-layers
     upstream = torch.randn(out.shape) * keep.unsqueeze(-1)
@@ -408,15 +409,15 @@ def test_block_padding_and_permutation(TransformerBlock):
     block = TransformerBlock(16, 2, 32).eval()
     x = torch.randn(2, 5, 16)
     with torch.no_grad():
-        plain = block(x, torch.zeros(2, 5, dtype=torch.bool))
+        plain = block(x, torch.ones(2, 5, dtype=torch.bool))
         padded_x = torch.cat([x, torch.randn(2, 3, 16) * 5], dim=1)  # three padding positions with arbitrary values
-        mask = torch.zeros(2, 8, dtype=torch.bool)
-        mask[:, 5:] = True
+        mask = torch.ones(2, 8, dtype=torch.bool)
+        mask[:, 5:] = False
         padded = block(padded_x, mask)
         assert torch.isfinite(padded[:, :5]).all(), "the outputs of real positions must be finite"
         assert torch.allclose(padded[:, :5], plain, atol=1e-5), (
-            "appending padding (masked with True) must not change the outputs of the real positions: "
-            "check the mask's polarity (True = padding = ignored)")
+            "appending padding (mask False) must not change the outputs of the real positions: check the mask's "
+            "polarity (True = a real token; nn.MultiheadAttention's key_padding_mask wants ~mask)")
         perm = torch.tensor([3, 0, 4, 1, 2])
         assert torch.allclose(block(x[:, perm]), plain[:, perm], atol=1e-5), (
             "a block on its own is permutation equivariant: shuffling the positions shuffles the outputs the same way")
@@ -431,8 +432,8 @@ def test_block_padding_and_permutation(TransformerBlock):
 # ## 3. The encoder classifier
 #
 # `TransformerClassifier(vocab_size, max_len, d_model, num_heads, d_ff, num_blocks, dropout)` takes token ids
-# `(batch, length)` (with `length <= max_len`) and the boolean `padding_mask` of the same shape (`True` at padding), and
-# returns **one logit per review**, shape `(batch,)`. Find padding with `padding_mask`, never with the token ids: id 0
+# `(batch, length)` (with `length <= max_len`) and the boolean `mask` of the same shape (`True` at a real token), and
+# returns **one logit per review**, shape `(batch,)`. Find padding with `mask`, never with the token ids: id 0
 # is also the unknown word, which is a real token here. Every review has at least one real token (an empty review is
 # the single token 0).
 #
@@ -446,7 +447,7 @@ def test_block_padding_and_permutation(TransformerBlock):
 #    `self.register_buffer("positions", ..., persistent=False)` (it moves to the GPU with the model but is not a weight,
 #    so it is not exported), then apply `self.dropout` (`nn.Dropout(dropout)`).
 # 3. `self.blocks`: an `nn.ModuleList` of `num_blocks` `TransformerBlock`s, each built with the same `dropout` rate and
-#    given the padding mask.
+#    given the mask.
 # 4. `self.norm`: a final `nn.LayerNorm(d_model)` (pre-norm blocks leave their output un-normalised).
 # 5. **Masked mean pooling**: the mean of the vectors of the real tokens only. A plain `.mean(dim=1)` would let the
 #    amount of padding change the prediction.
@@ -457,7 +458,7 @@ def test_block_padding_and_permutation(TransformerBlock):
 #
 # **Example** (the check below): `TransformerClassifier(100, 20, 16, 2, 32, num_blocks=2)` has `embedding.weight`
 # `(100, 16)` (standard deviation about 0.02), `blocks.0.…` and `blocks.1.…` as in the block above, `norm` and
-# `head.weight` `(1, 16)`, and no `positions` in its `state_dict`; ids of shape `(3, 9)` with an all-False padding mask give
+# `head.weight` `(1, 16)`, and no `positions` in its `state_dict`; ids of shape `(3, 9)` with an all-True mask give
 # logits of shape `(3,)`.
 #
 # **(4 points: 1 public, 3 hidden)**
@@ -481,15 +482,15 @@ class TransformerClassifier(nn.Module):
         self.head = nn.Linear(d_model, 1)
         # END SOLUTION
 
-    def forward(self, ids, padding_mask):
-        """ids: long (batch, length); padding_mask: bool (batch, length), True at padding. Returns logits (batch,)."""
+    def forward(self, ids, mask):
+        """ids: long (batch, length); mask: bool (batch, length), True at a real token. Returns logits (batch,)."""
         # BEGIN SOLUTION
         scale = math.sqrt(self.embedding.embedding_dim)
         x = self.dropout(self.embedding(ids) * scale + self.positions[: ids.shape[1]])
         for block in self.blocks:
-            x = block(x, padding_mask)
+            x = block(x, mask)
         x = self.norm(x)
-        keep = (~padding_mask).unsqueeze(-1).to(x.dtype)
+        keep = mask.unsqueeze(-1).to(x.dtype)
         pooled = (x * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
         return self.head(pooled).squeeze(-1)
         # END SOLUTION
@@ -519,7 +520,7 @@ def test_classifier_names_shapes_and_init(TransformerClassifier):
     assert 0.01 < std < 0.05, f"initialise the token embeddings with std 0.02 (got std {std:.3f})"
     ids = torch.randint(1, 100, (3, 9))
     with torch.no_grad():
-        out = model(ids, torch.zeros(3, 9, dtype=torch.bool))
+        out = model(ids, torch.ones(3, 9, dtype=torch.bool))
     assert out is not None, "forward returned None: fill in the stub."
     assert tuple(out.shape) == (3,), f"expected one logit per review, shape (3,), got {tuple(out.shape)}"
 
@@ -537,19 +538,19 @@ def test_classifier_padding_does_not_change_prediction(TransformerClassifier):
         model.head.bias.fill_(0.1)
         ids = torch.randint(1, 50, (3, 10))
         ids[1, 2] = 0  # an unknown word inside a review is a real token, not padding
-        alone = model(ids, torch.zeros(3, 10, dtype=torch.bool))
+        alone = model(ids, torch.ones(3, 10, dtype=torch.bool))
         for extra in (1, 7, 20):
             padded_ids = torch.cat([ids, torch.zeros(3, extra, dtype=torch.long)], dim=1)
-            mask = torch.zeros(3, 10 + extra, dtype=torch.bool)
-            mask[:, 10:] = True
+            mask = torch.ones(3, 10 + extra, dtype=torch.bool)
+            mask[:, 10:] = False
             padded = model(padded_ids, mask)
             assert torch.isfinite(padded).all(), "logits must be finite"
             assert torch.allclose(padded, alone, atol=1e-5), (
-                f"appending {extra} padding tokens (mask True) changed the logits from {alone.tolist()} to "
-                f"{padded.tolist()}: pool over real tokens only and pass the mask (True = padding) to the blocks")
-        short = torch.zeros(1, 10, dtype=torch.bool)
-        short[0, 4:] = True
-        assert torch.allclose(model(ids[:1], short), model(ids[:1, :4], torch.zeros(1, 4, dtype=torch.bool)), atol=1e-5), (
+                f"appending {extra} padding tokens (mask False) changed the logits from {alone.tolist()} to "
+                f"{padded.tolist()}: pool over real tokens only and pass the mask (True = a real token) to the blocks")
+        short = torch.ones(1, 10, dtype=torch.bool)
+        short[0, 4:] = False
+        assert torch.allclose(model(ids[:1], short), model(ids[:1, :4], torch.ones(1, 4, dtype=torch.bool)), atol=1e-5), (
             "a review of 4 tokens padded to 10 must get the same logit as the 4 tokens alone")
 
 # %%
@@ -568,7 +569,7 @@ def test_classifier_uses_positions(TransformerClassifier):
     with torch.no_grad():
         for batch, length in ((4, 12), (2, 1), (1, 40)):  # a single token; a batch of one as long as max_len
             ids = torch.randint(1, 60, (batch, length))
-            no_pad = torch.zeros(batch, length, dtype=torch.bool)
+            no_pad = torch.ones(batch, length, dtype=torch.bool)
             out = model(ids, no_pad)
             x = model.embedding(ids) * 4.0 + positions[:length]  # sqrt(d_model) = 4
             for block in model.blocks:
@@ -578,13 +579,13 @@ def test_classifier_uses_positions(TransformerClassifier):
                 f"ids of shape {(batch, length)}: forward must be embedding(ids) * sqrt(d_model) + positions[:length] "
                 "-> dropout -> blocks -> norm -> masked mean -> head (no sigmoid)")
         ids = torch.randint(1, 60, (4, 12))
-        no_pad = torch.zeros(4, 12, dtype=torch.bool)
+        no_pad = torch.ones(4, 12, dtype=torch.bool)
         shuffled = model(ids[:, torch.randperm(12)], no_pad)
         assert (model(ids, no_pad) - shuffled).abs().max() > 1e-4, (
             "shuffling the words did not change the prediction: add the positional encoding to the embeddings")
     # training reaches every parameter: embeddings, every block, the final norm and the head
-    mask = torch.zeros(4, 12, dtype=torch.bool)
-    mask[0, 7:] = True
+    mask = torch.ones(4, 12, dtype=torch.bool)
+    mask[0, 7:] = False
     model(ids, mask).sum().backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, (
@@ -601,7 +602,7 @@ def test_classifier_returns_logits_and_uses_dropout(TransformerClassifier):
     torch.manual_seed(5)
     model = TransformerClassifier(60, 40, 16, 2, 32, dropout=0.3).eval()
     ids = torch.randint(1, 60, (8, 12))
-    no_pad = torch.zeros(8, 12, dtype=torch.bool)
+    no_pad = torch.ones(8, 12, dtype=torch.bool)
     with torch.no_grad():
         model.head.bias.fill_(10.0)
         assert (model(ids, no_pad) > 1.5).all(), "forward must return raw logits, not sigmoid probabilities"
@@ -679,15 +680,15 @@ print(f"{len(train_ids):,} training and {len(val_ids):,} validation reviews")
 
 
 def collate(batch):
-    """(ids, padding_mask, labels): the first MAX_LEN tokens of each review, padded at the end."""
+    """(ids, mask, labels): the first MAX_LEN tokens of each review, padded at the end; mask True at real tokens."""
     pieces = [torch.as_tensor(seq[:MAX_LEN] if len(seq) else [0], dtype=torch.long) for seq, _ in batch]
     length = max(len(p) for p in pieces)
     ids = torch.zeros(len(pieces), length, dtype=torch.long)
-    padding_mask = torch.ones(len(pieces), length, dtype=torch.bool)
+    mask = torch.zeros(len(pieces), length, dtype=torch.bool)
     for row, piece in enumerate(pieces):
         ids[row, : len(piece)] = piece
-        padding_mask[row, : len(piece)] = False
-    return ids, padding_mask, torch.tensor([label for _, label in batch], dtype=torch.float32)
+        mask[row, : len(piece)] = True
+    return ids, mask, torch.tensor([label for _, label in batch], dtype=torch.float32)
 
 
 def review_loader(sequences, labels, shuffle, batch_size=BATCH_SIZE):
@@ -706,10 +707,10 @@ def review_loader(sequences, labels, shuffle, batch_size=BATCH_SIZE):
 
 # %% tags=["otter_ignore"]
 training.seed_everything(42)
-ids, padding_mask, labels = collate([(seq[:64], label) for seq, label in zip(train_ids[:16], train_labels[:16])])
+ids, mask, labels = collate([(seq[:64], label) for seq, label in zip(train_ids[:16], train_labels[:16])])
 training.sanity_check(TransformerClassifier(VOCAB_SIZE, MAX_LEN, D_MODEL, NUM_HEADS, D_FF, NUM_BLOCKS, DROPOUT),
-                      (ids, padding_mask, labels), training.binary_logit_loss, expected_initial=math.log(2),
-                      overfit_below=0.05, hint="Check the padding mask (True at padding here), the scale of the "
+                      (ids, mask, labels), training.binary_logit_loss, expected_initial=math.log(2),
+                      overfit_below=0.05, hint="Check the mask (True at a real token; key_padding_mask wants ~mask), the scale of the "
                       "embeddings and positions, and the masked mean over the real tokens.")
 
 # %% tags=["otter_ignore"]
@@ -800,16 +801,16 @@ def test_test_accuracy_of_exported_weights():
     def layer_norm(x, name):
         return F.layer_norm(x, (d,), w[name + ".weight"], w[name + ".bias"], eps=1e-5)
 
-    def logits(ids, pad):
+    def logits(ids, mask):
         b, n = ids.shape
         x = F.embedding(ids, w["embedding.weight"]) * math.sqrt(d) + positions[:n]
         q, k, v = F.linear(layer_norm(x, "blocks.0.norm1"), w["blocks.0.attn.in_proj_weight"], w["blocks.0.attn.in_proj_bias"]).split(d, dim=-1)
         q, k, v = (t.reshape(b, n, heads, d // heads).transpose(1, 2) for t in (q, k, v))
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=~pad[:, None, None, :])
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
         x = x + F.linear(attended.transpose(1, 2).reshape(b, n, d), w["blocks.0.attn.out_proj.weight"], w["blocks.0.attn.out_proj.bias"])
         hidden = F.relu(F.linear(layer_norm(x, "blocks.0.norm2"), w["blocks.0.ffn.0.weight"], w["blocks.0.ffn.0.bias"]))
         x = x + F.linear(hidden, w["blocks.0.ffn.2.weight"], w["blocks.0.ffn.2.bias"])
-        keep = (~pad).unsqueeze(-1).float()
+        keep = mask.unsqueeze(-1).float()
         pooled = (layer_norm(x, "norm") * keep).sum(1) / keep.sum(1)
         return F.linear(pooled, w["head.weight"], w["head.bias"]).squeeze(-1)
 
@@ -821,11 +822,11 @@ def test_test_accuracy_of_exported_weights():
             rows = [ids[i][:max_len] if len(ids[i]) else [0] for i in order[start:start + batch_size]]
             n = max(len(r) for r in rows)
             batch = torch.zeros(len(rows), n, dtype=torch.long)
-            pad = torch.ones(len(rows), n, dtype=torch.bool)
+            mask = torch.zeros(len(rows), n, dtype=torch.bool)
             for r, row in enumerate(rows):
                 batch[r, :len(row)] = torch.as_tensor(row, dtype=torch.long)
-                pad[r, :len(row)] = False
-            predicted = (logits(batch, pad) > 0).long()
+                mask[r, :len(row)] = True
+            predicted = (logits(batch, mask) > 0).long()
             correct += (predicted == torch.tensor([labels[i] for i in order[start:start + batch_size]])).sum().item()
     accuracy = correct / len(ids)
     print(f"test accuracy of the exported weights: {accuracy:.4f}")
@@ -849,14 +850,14 @@ model.eval().cpu()
 for sentence in ["the restaurant is not too terrible", "terrible too not is restaurant the", "the restaurant is terrible"]:
     ids = torch.tensor([vocab.encode(sentence)])
     with torch.no_grad():
-        print(f"{torch.sigmoid(model(ids, torch.zeros_like(ids, dtype=torch.bool))).item():.3f}  {sentence}")
+        print(f"{torch.sigmoid(model(ids, torch.ones_like(ids, dtype=torch.bool))).item():.3f}  {sentence}")
 
 # %% [markdown]
 # ## 7. From a bag of words to a Transformer (not graded)
 #
 # Every classifier of the course on the same 25,000 test reviews, as our solutions score them (the table
 # `plotting.COURSE_TEST_ACCURACY`, seed 42 each), and yours in red. Assignments 3 and 4 trained small demonstration
-# models (8,000 reviews, the last 128 tokens, two epochs, no positions), not tuned ones.
+# models (8,000 reviews, the first 128 tokens, two epochs, no positions), not tuned ones.
 #
 # On IMDB a bag of words is hard to beat: whether a review is positive shows mostly in *which* words it uses. The
 # Transformer gets past it by a little, and only once it reads whole reviews (512 tokens instead of 200: +2 points)
