@@ -9,7 +9,7 @@ def standard_tests(name: str, mistakes: dict[str, dict[str, str]], alternatives:
     """The checks every assignment's test module runs on its master:
     the reference passes every question; each mistake (source defining a wrong variant) fails at least
     one test of its question; each alternative (a different correct implementation) passes them all; and graded
-    the way the grader runs tests (the namespace in another process, reached through sandbox.remote), the reference,
+    the way the grader runs tests (the namespace in another process, reached through the grading boundary), the reference,
     every mistake and every alternative fail exactly the same tests as in-process.
     Use: `test_reference, test_mistake_is_caught, test_alternative_passes, test_graded_alike = standard_tests(...)`.
     """

@@ -860,7 +860,7 @@ def test_calls_that_use_up_the_tests_time_fail_the_rest_and_the_weights_are_stil
 
 SERVING_SWITCHED_OFF = '''
 import sys
-sys.modules["sandbox.remote"].serve = lambda *args, **kwargs: None  # written against the grader's source
+sys.modules["sandbox.notebook_side"].serve = lambda *args, **kwargs: None  # written against the grader's source
 import torch
 torch.allclose = lambda *args, **kwargs: True
 ''' + WRONG_TFIDF
@@ -902,7 +902,7 @@ def forged_serve(namespace, sock, locate=None):
         else:
             send({"op": "return", "value": {"$": "pickle", "b": 0}, "sync": []}, [pickle.dumps(RunsCode())])
 
-sys.modules["sandbox.remote"].serve = forged_serve
+sys.modules["sandbox.notebook_side"].serve = forged_serve
 ''' + WRONG_TFIDF
 
 
@@ -935,7 +935,7 @@ def forged_serve(namespace, sock, locate=None):
     sock.sendall(b"\\xff" * 64)
     time.sleep(600)
 
-sys.modules["sandbox.remote"].serve = forged_serve
+sys.modules["sandbox.notebook_side"].serve = forged_serve
 '''
 
 
@@ -1344,9 +1344,8 @@ def _forging(describe):
                 "where": {"cell": 1, "line": 1, "function": "LEAKED"} if "sandbox.notebook_side" in sys.modules else seen}
     return forged
 
-for _name in ("sandbox.notebook_side", "sandbox.remote"):
-    if hasattr(sys.modules.get(_name), "_describe_error"):
-        sys.modules[_name]._describe_error = _forging(sys.modules[_name]._describe_error)
+_side = sys.modules["sandbox.notebook_side"]
+_side._describe_error = _forging(_side._describe_error)
 '''
 
 
@@ -1365,7 +1364,7 @@ EXPANDING_REPLY = '''
 # written against the grader's source: the reply to one call from a hidden test, 24 MB that would take a GB of the
 # test process's memory to read (8 million empty lists)
 import struct, sys
-_wire = sys.modules.get("sandbox.wire") or sys.modules["sandbox.remote"]
+_wire = sys.modules["sandbox.wire"]
 _send = _wire.Connection.send
 _correct_idf = inverse_document_frequency
 _EXPAND = []

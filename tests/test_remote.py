@@ -1,4 +1,4 @@
-"""sandbox.remote: the tests in the test process, student code in another one.
+"""sandbox.wire, notebook_side and test_side: the tests in the test process, student code in another one.
 
 The notebook side runs in a separate process (tests/remote_masters.py forks one per namespace); the tests' side is
 this process. The masters' own tests run this way in every

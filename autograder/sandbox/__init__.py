@@ -13,6 +13,6 @@ grading, on Gradescope and under `make grade` alike. Processes and trust:
 Modules: submission (what of a submission is graded: an allowlist), limits (the limits, and the watch of the
 process tree's memory), users (the notebook's user: becoming it, killing its processes, removing its files),
 processes (the supervisor's process tree), wire / notebook_side / test_side (the protocol between the tests and
-the notebook, one module per side of the boundary; remote re-exports what kernel and supervisor import), results
+the notebook, one module per side of the boundary), results
 (results.json).
 """

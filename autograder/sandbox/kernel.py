@@ -3,7 +3,7 @@
 Forked from the zygote (sandbox.zygote) with torch already imported, it gives up root and sets its limits
 and closes its network (sandbox.users.confine) before anything of the submission runs; its standard input, the
 zygote's settings pipe, is /dev/null from its first line; then it is a small IPython shell driven by the
-supervisor: `run` one cell, `serve` the notebook's globals to the test process (sandbox.remote). Nothing here is
+supervisor: `run` one cell, `serve` the notebook's globals to the test process (sandbox.notebook_side). Nothing here is
 trusted: the notebook can change any of it, and then it changes only its own answers. Its time and memory are
 watched from outside (the supervisor), its answers checked elsewhere (the test process).
 """
@@ -19,7 +19,7 @@ import sys
 import time
 import types
 
-from . import remote
+from . import notebook_side, wire
 from .limits import Limits
 from .users import KernelUser, confine
 
@@ -39,7 +39,7 @@ def main(supervisor: socket.socket, tests: socket.socket, output_fd: int, folder
         prefixes = (sys.prefix, sys.base_prefix, sys.exec_prefix)
         sys.path[:] = [folders["lib"], *(p for p in sys.path if os.path.isabs(p) and p.startswith(prefixes))]
         _replace_otter()
-        connection = remote.Connection(supervisor, max_bytes=None)
+        connection = wire.Connection(supervisor, max_bytes=None)
         shell = _shell()
         _cap_data(limits.kernel_memory_mb)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # see run_cell
@@ -124,7 +124,7 @@ def _cap_data(extra_mb: int) -> None:
 _INPUT_NAME = re.compile(r"<ipython-input-(\d+)-")
 
 
-def _serve_supervisor(connection: remote.Connection, shell, tests: socket.socket) -> None:
+def _serve_supervisor(connection: wire.Connection, shell, tests: socket.socket) -> None:
     cells_of_runs: dict[int, int] = {}  # IPython's execution count -> the notebook's cell number
 
     def locate(filename: str, line: int) -> str | None:
@@ -148,7 +148,7 @@ def _serve_supervisor(connection: remote.Connection, shell, tests: socket.socket
             _discard_pending_interrupt()
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
             connection.send({"op": "serving"}, [])
-            remote.serve(shell.user_ns, tests, locate=locate)
+            notebook_side.serve(shell.user_ns, tests, locate=locate)
             return
         else:
             return

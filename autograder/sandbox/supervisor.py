@@ -36,7 +36,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import cgroups, remote, users
+from . import cgroups, users, wire
 from .limits import Limits, TreeMemory
 from .processes import become_subreaper, kill_tree, reap
 from .results import Results, write_atomically
@@ -77,8 +77,8 @@ class Supervisor:
         self.private: Path | None = None
         self.zygote: subprocess.Popen | None = None
         self.kernel_pid: int | None = None
-        self.kernel: remote.Connection | None = None
-        self.tests: remote.Connection | None = None
+        self.kernel: wire.Connection | None = None
+        self.tests: wire.Connection | None = None
         self.memory: TreeMemory | None = None
         self.stopped: str | None = None  # why the notebook's process is gone
         self.activity = "as it started"  # what the notebook's process was doing, for messages
@@ -318,8 +318,8 @@ class Supervisor:
         threading.Thread(target=_write_and_close, args=(stdin, frame(settings) + frame(grading)), daemon=True,
                          name="zygote settings").start()
         self.output.drain(output_read)
-        self.tests = remote.Connection(tests_here, max_bytes=1 << 20)
-        self.kernel = remote.Connection(kernel_here, max_bytes=64 << 10) if with_notebook else None
+        self.tests = wire.Connection(tests_here, max_bytes=1 << 20)
+        self.kernel = wire.Connection(kernel_here, max_bytes=64 << 10) if with_notebook else None
         if not with_notebook:
             kernel_here.close()
         deadline = min(time.monotonic() + READY_TIMEOUT_S, self.deadline - 30)
@@ -344,7 +344,7 @@ class Supervisor:
                 self._hold_notebook(self.kernel_pid)
 
     # ---- waiting, watching ----
-    def _receive(self, connection: remote.Connection, deadline: float) -> dict | None:
+    def _receive(self, connection: wire.Connection, deadline: float) -> dict | None:
         """The next message on `connection`, or None once `deadline` passes, while watching the memory of the tree.
         NotebookStopped when the notebook's process is gone (or the watch killed it) and `connection` is its own."""
         while True:
@@ -357,7 +357,7 @@ class Supervisor:
                 return message
             except socket.timeout:
                 pass
-            except (EOFError, OSError, remote.ProtocolError) as error:
+            except (EOFError, OSError, wire.ProtocolError) as error:
                 if connection is self.kernel:
                     if self.memory is not None and self.memory.killed_by_kernel() and not self.ended:
                         self._stop_notebook(self._over_memory_message())
@@ -427,7 +427,7 @@ class Supervisor:
                         self._stop_notebook(f"{name} {too_long.replace(' and was stopped by the grader', '')} and did "
                                             "not stop when interrupted: the grader ended your notebook's process")
                         raise NotebookStopped(self.stopped)
-            except (NotebookStopped, EOFError, OSError, remote.ProtocolError):
+            except (NotebookStopped, EOFError, OSError, wire.ProtocolError):
                 problems.append(self.stopped[0].upper() + self.stopped[1:])
                 continue
             finally:
@@ -460,7 +460,7 @@ class Supervisor:
                 serving = self._receive(self.kernel, time.monotonic() + 30)
                 if serving is None or serving.get("op") != "serving":
                     self._stop_notebook("your notebook's process never started serving the tests")
-            except (NotebookStopped, EOFError, OSError, remote.ProtocolError):
+            except (NotebookStopped, EOFError, OSError, wire.ProtocolError):
                 pass
         if self.kernel is None:
             self.results.fail_missing(f"❌ Not graded: {self.stopped}", needs_notebook=True)
@@ -500,7 +500,7 @@ class Supervisor:
                 message = self._receive(self.tests, deadline)
             except NotebookStopped:
                 continue  # the test process notices on its own: the tests that still needed the notebook fail
-            except (EOFError, OSError, remote.ProtocolError) as error:
+            except (EOFError, OSError, wire.ProtocolError) as error:
                 log(f"the test process failed: {_ending(error)}")
                 self._stop_test_process()
                 return False
@@ -588,7 +588,7 @@ def _write_and_close(pipe, data: bytes) -> None:
         pass
 
 
-def _send(connection: remote.Connection | None, message: dict) -> None:
+def _send(connection: wire.Connection | None, message: dict) -> None:
     if connection is not None:
         try:
             connection.send(message, [])
