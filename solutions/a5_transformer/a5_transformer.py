@@ -88,8 +88,9 @@ VOCAB_SIZE = 10_000  # index 0: unknown words and padding, 1..9999: the most fre
 # %% [markdown]
 # ## 1. Sinusoidal positional encoding
 #
-# Position $pos$ (0, 1, 2, …) gets a vector of length $d$ (the model width, an even number). Its entries come in pairs
-# $(2i, 2i+1)$ for $i = 0, 1, …, d/2 - 1$; both entries of a pair share one frequency:
+# Position $pos$ (0, 1, 2, …) gets a vector of length $d$ (the model width, an even number; the code calls it `d_model`,
+# the paper's name for the `dim` of assignments 3 and 4). Its entries come in pairs $(2i, 2i+1)$ for
+# $i = 0, 1, …, d/2 - 1$; both entries of a pair share one frequency:
 # $$PE_{pos,\,2i} = \sin\!\left(\frac{pos}{10000^{2i/d}}\right), \qquad PE_{pos,\,2i+1} = \cos\!\left(\frac{pos}{10000^{2i/d}}\right).$$
 # Sine goes in the **even** columns and cosine in the **odd** columns right next to it (interleaved, as in the paper;
 # not all sines first and all cosines after). The first pair turns fastest (one radian per position); the last pairs
