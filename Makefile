@@ -32,9 +32,11 @@ release: env
 student-path: env
 	$(PY) -m autograder.student_path $(ASSIGNMENTS)
 
-## make test: the repository's test suite (what CI runs)
+## make test [TEST_JOBS=2]: the repository's test suite (what CI runs), TEST_JOBS test files at a time (pytest-xdist;
+## a file's tests stay together in one process); TEST_JOBS=0 runs them one by one in this process
+TEST_JOBS ?= 2
 test: env gradescope-env
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile tests
 
 ## make grade SUBMISSION=path.ipynb|path.zip [ASSIGNMENT=a1_tfidf] [CONTAINER=gradescope|memory|none]: graded in
 ## Gradescope's container emulated (768 MB, 0.5 CPU) where this machine allows it (root, a writable cgroup)

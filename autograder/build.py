@@ -18,8 +18,11 @@ configured address.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -43,6 +46,28 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
+@contextlib.contextmanager
+def _exclusive(name: str):
+    """Held while build/NAME/ is checked and rewritten: two processes building the same assignment (pytest's
+    workers, a `make release` beside a test run) take turns, and the second finds the first's output current."""
+    BUILD.mkdir(parents=True, exist_ok=True)
+    with open(BUILD / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@contextlib.contextmanager
+def _replaced_atomically(path: Path):
+    """Yields a temporary path beside `path` to write; it becomes `path` in one rename, so a reader never opens a
+    half-written file (a zip another process is grading with, say)."""
+    temporary = path.with_name(f".{os.getpid()}.{path.name}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def grading_data_file(name: str) -> Path:
     """Create (once) a data file the autograder ships, from the course's own data code."""
     from course import data
@@ -51,15 +76,17 @@ def grading_data_file(name: str) -> Path:
     if path.exists():
         return path
     GRADING_DATA_CACHE.mkdir(parents=True, exist_ok=True)
-    if name.startswith("imdb_test_ids_"):
-        from course.grading import encode_imdb_test
+    with _replaced_atomically(path) as temporary:
+        if name.startswith("imdb_test_ids_"):
+            from course.grading import encode_imdb_test
 
-        encode_imdb_test(path, int(name.removeprefix("imdb_test_ids_").removesuffix(".npz")))
-    elif name == "shakespeare_val.txt":  # the held-out last 10% of the corpus (assignment 6)
-        corpus = data.load_tinyshakespeare()
-        path.write_text(corpus[int(0.9 * len(corpus)):], encoding="utf-8")
-    else:
-        raise ValueError(f"no recipe for grading data file {name}")
+            with open(temporary, "wb") as out:  # a file object: np.savez would append .npz to the temporary name
+                encode_imdb_test(out, int(name.removeprefix("imdb_test_ids_").removesuffix(".npz")))
+        elif name == "shakespeare_val.txt":  # the held-out last 10% of the corpus (assignment 6)
+            corpus = data.load_tinyshakespeare()
+            temporary.write_text(corpus[int(0.9 * len(corpus)):], encoding="utf-8")
+        else:
+            raise ValueError(f"no recipe for grading data file {name}")
     return path
 
 
@@ -105,15 +132,33 @@ def setup_cell_first(path: Path) -> None:
 
 
 def otter_assign(assignment: Assignment, config: course_config.CourseConfig | None = None) -> Path:
-    """Run otter assign on the master; returns the dist folder (autograder/ and student/)."""
+    """Run otter assign on the master; returns the dist folder (autograder/ and student/). A dist folder made from
+    the same inputs (the master as a notebook, the course library, the zip's requirements) is kept as it is, so that
+    a process reading it (another of pytest's workers) never sees it removed and rebuilt."""
     import nbformat
 
     stage = BUILD / assignment.name / "master"
     dist = BUILD / assignment.name / "dist"
+    notebook = master_notebook(assignment, config)
+    inputs = hashlib.sha256(nbformat.writes(notebook).encode())
+    for path in sorted(COURSE_LIBRARY.glob("*.py")) + [ROOT / "autograder" / "requirements.txt"]:
+        inputs.update(path.name.encode() + b"\0" + path.read_bytes())
+    key = inputs.hexdigest()
+    with _exclusive(assignment.name):
+        if (dist / ".inputs").exists() and (dist / ".inputs").read_text() == key:
+            return dist
+        _otter_assign(assignment, notebook, stage, dist)
+        (dist / ".inputs").write_text(key)
+    return dist
+
+
+def _otter_assign(assignment: Assignment, notebook, stage: Path, dist: Path) -> None:
+    import nbformat
+
     shutil.rmtree(stage, ignore_errors=True)
     shutil.rmtree(dist, ignore_errors=True)
     stage.mkdir(parents=True)
-    nbformat.write(master_notebook(assignment, config), stage / f"{assignment.name}.ipynb")
+    nbformat.write(notebook, stage / f"{assignment.name}.ipynb")
     shutil.copytree(COURSE_LIBRARY, stage / "course", ignore=shutil.ignore_patterns("__pycache__"))
     (stage / "grading_data").mkdir()
     for name in assignment.grading_data:
@@ -125,7 +170,6 @@ def otter_assign(assignment: Assignment, config: course_config.CourseConfig | No
         raise RuntimeError(f"otter assign failed for {assignment.name}:\n{result.stdout}\n{result.stderr}")
     for notebook in (dist / "student" / f"{assignment.name}.ipynb", dist / "autograder" / f"{assignment.name}.ipynb"):
         setup_cell_first(notebook)
-    return dist
 
 
 def release_student_notebook(assignment: Assignment, dist: Path) -> None:
@@ -143,7 +187,8 @@ def copy_autograder_zip(assignment: Assignment, dist: Path, config: course_confi
         raise RuntimeError(f"expected one autograder zip in {dist / 'autograder'}, found {zips}")
     assignment.zip_path.parent.mkdir(parents=True, exist_ok=True)
     course = config or course_config.load()
-    with zipfile.ZipFile(zips[0]) as source, zipfile.ZipFile(assignment.zip_path, "w", zipfile.ZIP_DEFLATED) as target:
+    with (zipfile.ZipFile(zips[0]) as source, _replaced_atomically(assignment.zip_path) as path,
+          zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target):
         tests = {}
         for item in source.infolist():
             name = item.filename
@@ -230,6 +275,11 @@ def run_reference(assignment: Assignment, dist: Path) -> Path:
     the reference solution trains. Training runs the notebook end to end, cached in build/NAME/reference/ until a
     code cell of the master or the course library changes (grading runs the notebook's cells itself, so the
     submitted notebook needs no outputs)."""
+    with _exclusive(assignment.name):  # one process trains; another waits and finds the weights current
+        return _run_reference(assignment, dist)
+
+
+def _run_reference(assignment: Assignment, dist: Path) -> Path:
     import nbformat
     from nbclient import NotebookClient
 
@@ -259,7 +309,7 @@ def run_reference(assignment: Assignment, dist: Path) -> Path:
             if not (workdir / name).exists():
                 raise RuntimeError(f"the reference solution did not write {name}")
         key_file.write_text(key)
-    with zipfile.ZipFile(submission, "w") as zf:
+    with _replaced_atomically(submission) as path, zipfile.ZipFile(path, "w") as zf:
         zf.write(notebook, notebook.name)
         for name in assignment.student_files:
             zf.write(workdir / name, name)
