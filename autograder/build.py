@@ -135,12 +135,11 @@ def otter_assign(assignment: Assignment, config: course_config.CourseConfig | No
     """Run otter assign on the master; returns the dist folder (autograder/ and student/). A dist folder made from
     the same inputs (the master as a notebook, the course library, the zip's requirements) is kept as it is, so that
     a process reading it (another of pytest's workers) never sees it removed and rebuilt."""
-    import nbformat
-
     stage = BUILD / assignment.name / "master"
     dist = BUILD / assignment.name / "dist"
     notebook = master_notebook(assignment, config)
-    inputs = hashlib.sha256(nbformat.writes(notebook).encode())
+    cells = [{key: value for key, value in cell.items() if key != "id"} for cell in notebook.cells]  # ids are random
+    inputs = hashlib.sha256(json.dumps([notebook.metadata, cells], sort_keys=True).encode())
     for path in sorted(COURSE_LIBRARY.glob("*.py")) + [ROOT / "autograder" / "requirements.txt"]:
         inputs.update(path.name.encode() + b"\0" + path.read_bytes())
     key = inputs.hexdigest()

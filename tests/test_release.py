@@ -1,5 +1,6 @@
 """The committed student releases are what the masters build, carry the course's address (course.toml), and contain no
 placeholder, no solution and no hidden test."""
+import dataclasses
 import json
 import re
 import zipfile
@@ -26,6 +27,23 @@ def test_committed_release_is_up_to_date(built):
     assert assignment.release.exists(), f"{assignment.release} is missing: run `make release` and commit it"
     assert assignment.release.read_text() == student_notebook_json(dist, assignment), (
         f"{assignment.release} is stale: run `make release` and commit the result")
+
+
+def test_a_dist_built_from_the_same_inputs_is_kept_and_a_changed_one_rebuilt(built, tmp_path, monkeypatch):
+    """What lets pytest's workers share build/: a second otter_assign of unchanged masters leaves every file where it
+    is (a worker reading it is undisturbed); a changed input (here the course's address) builds anew."""
+    assignment, dist = built
+    if assignment.name != "a1_tfidf":
+        pytest.skip("one assignment shows it")
+    notebook = dist / "student" / f"{assignment.name}.ipynb"
+    before = notebook.stat().st_ino, notebook.stat().st_mtime_ns
+    assert otter_assign(assignment) == dist
+    assert (notebook.stat().st_ino, notebook.stat().st_mtime_ns) == before, "an unchanged master's dist was rebuilt"
+    moved = dataclasses.replace(course_config.load(), repository="https://example.org/another/course.git")
+    otter_assign(assignment, moved)
+    assert "another/course" in notebook.read_text(), "a changed input did not rebuild the dist"
+    otter_assign(assignment)  # back to the committed address, for the tests after this one
+    assert "another/course" not in notebook.read_text()
 
 
 def _solution_lines(name):
