@@ -153,11 +153,11 @@ def test_simple_matches_formula_on_random_batches(simple_self_attention):
     import torch
     import torch.nn as nn
     gen = torch.Generator().manual_seed(0)
-    for batch, t, k in [(4, 7, 6), (1, 1, 3), (1, 9, 2), (3, 16, 8)]:  # a batch of one and a single token included
-        x = torch.randn(batch, t, k, generator=gen).requires_grad_()
+    for batch, t, d in [(4, 7, 6), (1, 1, 3), (1, 9, 2), (3, 16, 8)]:  # a batch of one and a single token included
+        x = torch.randn(batch, t, d, generator=gen).requires_grad_()
         x_ref = x.detach().clone().requires_grad_()
         y, w = simple_self_attention(x)
-        assert tuple(y.shape) == (batch, t, k) and tuple(w.shape) == (batch, t, t), "y must be (batch, t, d) and w (batch, t, t)"
+        assert tuple(y.shape) == (batch, t, d) and tuple(w.shape) == (batch, t, t), "y must be (batch, t, d) and w (batch, t, t)"
         scores = torch.einsum("bik,bjk->bij", x_ref, x_ref)
         expected_w = torch.exp(scores - scores.amax(-1, keepdim=True))
         expected_w = expected_w / expected_w.sum(-1, keepdim=True)
@@ -166,7 +166,7 @@ def test_simple_matches_formula_on_random_batches(simple_self_attention):
         assert torch.allclose(w, expected_w, atol=1e-5), "w must be softmax(x xᵀ) over the last axis, with no scaling"
         assert torch.allclose(y, expected_y, atol=1e-5), "y must be w @ x: y_i = sum_j w_ij x_j"
         # gradients flow through the weights too: a loss on y and w reaches x along every path of the formula
-        g_y, g_w = torch.randn(batch, t, k, generator=gen), torch.randn(batch, t, t, generator=gen)
+        g_y, g_w = torch.randn(batch, t, d, generator=gen), torch.randn(batch, t, t, generator=gen)
         ((y * g_y).sum() + (w * g_w).sum()).backward()
         ((expected_y * g_y).sum() + (expected_w * g_w).sum()).backward()
         assert x.grad is not None and torch.allclose(x.grad, x_ref.grad, atol=1e-4), (
