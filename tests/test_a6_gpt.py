@@ -98,57 +98,57 @@ def masked_attention(q, k, v, mask):
         "no mask (sees the future)": """
 class CausalSelfAttention(CausalSelfAttention):
     def forward(self, x):
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=-1)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        B, T, d = x.shape
+        q, k, v = self.qkv(x).split(d, dim=-1)
+        q, k, v = (t.view(B, T, self.num_heads, d // self.num_heads).transpose(1, 2) for t in (q, k, v))
         out, _ = masked_attention(q, k, v, torch.ones(T, T, dtype=torch.bool))
-        return self.proj(out.transpose(1, 2).reshape(B, T, C))
+        return self.proj(out.transpose(1, 2).reshape(B, T, d))
 """,
         "heads split without transposing (attends across heads)": """
 class CausalSelfAttention(CausalSelfAttention):
     def forward(self, x):
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=-1)
-        q, k, v = (t.reshape(B, self.n_head, T, C // self.n_head) for t in (q, k, v))
+        B, T, d = x.shape
+        q, k, v = self.qkv(x).split(d, dim=-1)
+        q, k, v = (t.reshape(B, self.num_heads, T, d // self.num_heads) for t in (q, k, v))
         out, _ = masked_attention(q, k, v, causal_mask(T))
-        return self.proj(out.reshape(B, T, C))
+        return self.proj(out.reshape(B, T, d))
 """,
         "k, q, v order": """
 class CausalSelfAttention(CausalSelfAttention):
     def forward(self, x):
-        B, T, C = x.shape
-        k, q, v = self.qkv(x).split(C, dim=-1)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        B, T, d = x.shape
+        k, q, v = self.qkv(x).split(d, dim=-1)
+        q, k, v = (t.view(B, T, self.num_heads, d // self.num_heads).transpose(1, 2) for t in (q, k, v))
         out, _ = masked_attention(q, k, v, causal_mask(T))
-        return self.proj(out.transpose(1, 2).reshape(B, T, C))
+        return self.proj(out.transpose(1, 2).reshape(B, T, d))
 """,
         "forgets the output projection": """
 class CausalSelfAttention(CausalSelfAttention):
     def forward(self, x):
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=-1)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        B, T, d = x.shape
+        q, k, v = self.qkv(x).split(d, dim=-1)
+        q, k, v = (t.view(B, T, self.num_heads, d // self.num_heads).transpose(1, 2) for t in (q, k, v))
         out, _ = masked_attention(q, k, v, causal_mask(T))
-        return out.transpose(1, 2).reshape(B, T, C)
+        return out.transpose(1, 2).reshape(B, T, d)
 """,
-        "scales by sqrt(n_embd) instead of the head size": """
+        "scales by sqrt(dim) instead of the head size": """
 class CausalSelfAttention(CausalSelfAttention):
     def forward(self, x):
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=-1)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        q = q * math.sqrt(C // self.n_head) / math.sqrt(C)
+        B, T, d = x.shape
+        q, k, v = self.qkv(x).split(d, dim=-1)
+        q, k, v = (t.view(B, T, self.num_heads, d // self.num_heads).transpose(1, 2) for t in (q, k, v))
+        q = q * math.sqrt(d // self.num_heads) / math.sqrt(d)
         out, _ = masked_attention(q, k, v, causal_mask(T))
-        return self.proj(out.transpose(1, 2).reshape(B, T, C))
+        return self.proj(out.transpose(1, 2).reshape(B, T, d))
 """,
         "fixed mask of block size (crashes on short inputs)": """
 class CausalSelfAttention(CausalSelfAttention):
     def forward(self, x):
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=-1)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        B, T, d = x.shape
+        q, k, v = self.qkv(x).split(d, dim=-1)
+        q, k, v = (t.view(B, T, self.num_heads, d // self.num_heads).transpose(1, 2) for t in (q, k, v))
         out, _ = masked_attention(q, k, v, causal_mask(12))
-        return self.proj(out.transpose(1, 2).reshape(B, T, C))
+        return self.proj(out.transpose(1, 2).reshape(B, T, d))
 """,
     },
     "q4_gpt": {
@@ -261,27 +261,27 @@ def masked_attention(q, k, v, mask):
         "F.scaled_dot_product_attention(is_causal=True)": """
 class CausalSelfAttention(CausalSelfAttention):
     def forward(self, x):
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=-1)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        B, T, d = x.shape
+        q, k, v = self.qkv(x).split(d, dim=-1)
+        q, k, v = (t.view(B, T, self.num_heads, d // self.num_heads).transpose(1, 2) for t in (q, k, v))
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.proj(out.transpose(1, 2).contiguous().view(B, T, C))
+        return self.proj(out.transpose(1, 2).contiguous().view(B, T, d))
 """,
         "loop over heads with a registered (non-persistent) mask": """
 _Base = CausalSelfAttention
 class CausalSelfAttention(_Base):
-    def __init__(self, n_embd, n_head):
-        super().__init__(n_embd, n_head)
+    def __init__(self, dim, num_heads):
+        super().__init__(dim, num_heads)
         self.register_buffer("tri", torch.tril(torch.ones(256, 256, dtype=torch.bool)), persistent=False)
     def forward(self, x):
-        B, T, C = x.shape
-        hs = C // self.n_head
+        B, T, d = x.shape
+        hs = d // self.num_heads
         qkv = self.qkv(x)
         outs = []
-        for h in range(self.n_head):
+        for h in range(self.num_heads):
             q = qkv[..., h * hs:(h + 1) * hs]
-            k = qkv[..., C + h * hs:C + (h + 1) * hs]
-            v = qkv[..., 2 * C + h * hs:2 * C + (h + 1) * hs]
+            k = qkv[..., d + h * hs:d + (h + 1) * hs]
+            v = qkv[..., 2 * d + h * hs:2 * d + (h + 1) * hs]
             out, _ = masked_attention(q, k, v, self.tri[:T, :T])
             outs.append(out)
         return self.proj(torch.cat(outs, dim=-1))
@@ -289,11 +289,11 @@ class CausalSelfAttention(_Base):
         "chunk and permute": """
 class CausalSelfAttention(CausalSelfAttention):
     def forward(self, x):
-        B, T, C = x.shape
-        H = self.n_head
-        q, k, v = (t.reshape(B, T, H, C // H).permute(0, 2, 1, 3) for t in self.qkv(x).chunk(3, dim=-1))
+        B, T, d = x.shape
+        H = self.num_heads
+        q, k, v = (t.reshape(B, T, H, d // H).permute(0, 2, 1, 3) for t in self.qkv(x).chunk(3, dim=-1))
         out, _ = masked_attention(q, k, v, torch.ones(T, T, dtype=torch.bool).tril())
-        return self.proj(out.permute(0, 2, 1, 3).reshape(B, T, C))
+        return self.proj(out.permute(0, 2, 1, 3).reshape(B, T, d))
 """,
     },
     "q4_gpt": {
@@ -366,11 +366,11 @@ def masked_attention(q, k, v, mask):
         "scores computed under torch.no_grad (queries and keys never learn)": """
 class CausalSelfAttention(CausalSelfAttention):
     def forward(self, x):
-        B, T, C = x.shape
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in self.qkv(x).split(C, dim=-1))
+        B, T, d = x.shape
+        q, k, v = (t.view(B, T, self.num_heads, d // self.num_heads).transpose(1, 2) for t in self.qkv(x).split(d, dim=-1))
         with torch.no_grad():
-            s = (q @ k.transpose(-2, -1) / math.sqrt(C // self.n_head)).masked_fill(~causal_mask(T), float("-inf"))
-        return self.proj((torch.softmax(s, -1) @ v).transpose(1, 2).reshape(B, T, C))
+            s = (q @ k.transpose(-2, -1) / math.sqrt(d // self.num_heads)).masked_fill(~causal_mask(T), float("-inf"))
+        return self.proj((torch.softmax(s, -1) @ v).transpose(1, 2).reshape(B, T, d))
 """,
     },
     "q4_gpt": {
@@ -448,15 +448,16 @@ def masked_attention(q, k, v, mask):
     },
     "q3_causal_self_attention": {
         # nanoGPT, github.com/karpathy/nanoGPT, model.py: CausalSelfAttention.forward, the manual ("slow") path, with the
-        # lower-triangular bias built for T on x's device instead of registered for block_size
+        # lower-triangular bias built for T on x's device instead of registered for block_size; its local names kept
+        # (C for the width), its self.n_head being this notebook's self.num_heads
         "nanoGPT manual attention with a tril bias": """
 class CausalSelfAttention(CausalSelfAttention):
     def forward(self, x):
         B, T, C = x.size()
         q, k, v = self.qkv(x).split(C, dim=2)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        k = k.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2)
+        q = q.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2)
+        v = v.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2)
         bias = torch.tril(torch.ones(T, T, device=x.device)).view(1, 1, T, T)
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
         att = att.masked_fill(bias[:, :, :T, :T] == 0, float("-inf"))
@@ -470,7 +471,7 @@ class CausalSelfAttention(CausalSelfAttention):
         "Bloem SelfAttentionGPT2": """
 class CausalSelfAttention(CausalSelfAttention):
     def split_heads(self, x, is_key=False):
-        x = x.view(*(x.size()[:-1] + (self.n_head, x.size(-1) // self.n_head)))
+        x = x.view(*(x.size()[:-1] + (self.num_heads, x.size(-1) // self.num_heads)))
         return x.permute(0, 2, 3, 1) if is_key else x.permute(0, 2, 1, 3)
 
     def forward(self, input_sequence):
@@ -505,7 +506,7 @@ class GPT(GPT):
         return self.lm_head(x)
 """,
         # minGPT, github.com/karpathy/minGPT, mingpt/model.py: GPT.forward (position embeddings sliced from a stored
-        # (1, block_size, C) table, here the embedding's weight) and Block.forward
+        # (1, block_size, d) table, here the embedding's weight) and Block.forward
         "minGPT GPT.forward and Block.forward": """
 class Block(Block):
     def forward(self, x):
