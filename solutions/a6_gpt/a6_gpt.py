@@ -276,7 +276,7 @@ def test_masked_attention_matches_formula(masked_attention):
 # ## 3. Causal multi-head self-attention
 #
 # The input `x` has shape `(B, T, d)`: a batch of `B` sequences of `T` positions, each a vector of the model width $d$
-# (`dim`, as in assignments 3–5). One linear layer `qkv` maps each position's vector to its query, key and value at
+# (`dim`, as in assignments 3 and 4; assignment 5 used the paper's name `d_model`). One linear layer `qkv` maps each position's vector to its query, key and value at
 # once (width $3d$), for all $h$ = `num_heads` heads; this is the lecture's $q_i = Q x_i + b_q$, $k_i = K x_i + b_k$,
 # $v_i = V x_i + b_v$ with the three weight matrices stacked in one. **The grader rebuilds your model from its weights,
 # so follow these conventions exactly:**
@@ -851,7 +851,7 @@ def test_sampler_crops_long_prompts(generate):
 # |---|---|
 # | 2 blocks of width 64, context 64, 2,000 steps | 1.81 (samples are barely words) |
 # | 4 blocks of width 128, context 64, 3,000 steps | 1.594 |
-# | **this recipe**: 4 blocks of width 128, context 128, 2,000 steps | 1.572 |
+# | **this recipe**: 4 blocks of width 128, context 128, 2,000 steps | 1.573 |
 #
 # Per second of training the two contexts are close; the longer one reads and writes longer stretches, and its windows
 # of 128 characters give every prediction a longer past. Training uses your `masked_attention`; PyTorch's fused
@@ -901,7 +901,7 @@ language_model.plot_lm_history(history, "character GPT");
 # ## 7. Samples
 #
 # The same prompt at several temperatures, with a fixed seed so you can compare runs. Low temperatures repeat the
-# most likely words; high ones invent spelling. A correct solution (seed 42, validation loss 1.572) wrote, for
+# most likely words; high ones invent spelling. A correct solution (seed 42, validation loss 1.573) wrote, for
 # instance:
 #
 # ```
