@@ -276,10 +276,10 @@ def test_masked_attention_matches_formula(masked_attention):
 # ## 3. Causal multi-head self-attention
 #
 # The input `x` has shape `(B, T, d)`: a batch of `B` sequences of `T` positions, each a vector of the model width $d$
-# (`dim`, as in assignments 3 and 4; assignment 5 used the paper's name `d_model`). One linear layer `qkv` maps each position's vector to its query, key and value at
-# once (width $3d$), for all $h$ = `num_heads` heads; this is the lecture's $q_i = Q x_i + b_q$, $k_i = K x_i + b_k$,
-# $v_i = V x_i + b_v$ with the three weight matrices stacked in one. **The grader rebuilds your model from its weights,
-# so follow these conventions exactly:**
+# (`dim`, as in assignments 3 and 4; assignment 5 used the paper's name `d_model`). One linear layer `qkv` maps each
+# position's vector to its query, key and value at once (width $3d$), for all $h$ = `num_heads` heads; this is the
+# lecture's $q_i = Q x_i + b_q$, $k_i = K x_i + b_k$, $v_i = V x_i + b_v$ with the three weight matrices stacked in
+# one. **The grader rebuilds your model from its weights, so follow these conventions exactly:**
 #
 # - split the last dimension of `self.qkv(x)` into three consecutive blocks of $d$: **q, k, v in that order**;
 # - split each of them into $h$ heads of $d_\text{head} = d/h$ **consecutive** dimensions (as `split_heads` did in
