@@ -907,23 +907,20 @@ language_model.plot_lm_history(history, "character GPT");
 # ```
 # ----- temperature 0.5
 # ROMEO:
-# There hear here is not of the hand, in the strange
-# That you that here heard of souls soul of his stands,
-# And sir, which of your for the death the ears,
+# Therefore is with the duke are and and the strength
+# As with the bear again of the people.
 #
 # ----- temperature 0.8
 # ROMEO:
-# Thou must know sell me of the hand, in the strange
-# of thy hath waken charge of steps of man.
-#
-# PRINCE EDWARD:
-# With we are this did true of him the executy:
+# Thou must know selt me one me hand,
+# And gels for you upon him: where charge of she's seems,
+# But the perfected it be many senate;
 #
 # ----- temperature 1.0
 # ROMEO:
-# Thy father heresolves?
-# How never's, in the strengthose with than her? hath think
-# Abelly says him; that's your wakes man.
+# Thy father hasts left our foes,
+# And in the strength our convinty
+# Threats not to be else of this fillate,
 # ```
 #
 # Real words, names and the layout of a play; no sense yet. Greedy decoding soon loops ("the state the state the
