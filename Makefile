@@ -26,11 +26,12 @@ $(VENV)/.ready: requirements.txt shared/pyproject.toml
 release: env
 	$(PY) -m autograder.build $(if $(COURSE_REPO),--repo '$(COURSE_REPO)') $(if $(COURSE_BRANCH),--branch '$(COURSE_BRANCH)') $(ASSIGNMENTS)
 
-## make student-path [ASSIGNMENTS=...]: every release notebook as a student runs it in Colab: a fresh runtime with only
-## what Colab preinstalls, the setup cell installing the course library from a file:// clone of this checkout,
-## COURSE_QUICK=1, the export cell's zip graded (autograder/student_path.py); one row per assignment
+## make student-path [ASSIGNMENTS=...] [JOBS=n]: every release notebook as a student runs it in Colab: a fresh runtime
+## with only what Colab preinstalls, the setup cell installing the course library from a file:// clone of this
+## checkout, COURSE_QUICK=1, the export cell's zip graded (autograder/student_path.py); one row per assignment;
+## JOBS assignments at a time (their timings then include each other's load)
 student-path: env
-	$(PY) -m autograder.student_path $(ASSIGNMENTS)
+	$(PY) -m autograder.student_path $(if $(JOBS),--jobs $(JOBS)) $(ASSIGNMENTS)
 
 ## make test [TEST_JOBS=2]: the repository's test suite (what CI runs), TEST_JOBS test files at a time (pytest-xdist;
 ## a file's tests stay together in one process); TEST_JOBS=0 runs them one by one in this process

@@ -1,6 +1,6 @@
 """make student-path: every release notebook run as a student runs it in Colab, from a fresh runtime to a graded zip.
 
-    python -m autograder.student_path [NAME ...] [--keep]
+    python -m autograder.student_path [NAME ...] [--jobs N] [--keep]
 
 1. A "Colab image", built once and cached in build/student-path/ (keyed on what goes into it): a virtual environment
    without system site-packages holding what Colab preinstalls and the course needs (torch, numpy, pandas,
@@ -353,6 +353,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="assignments (default: all)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (runtimes, notebooks, zips)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="assignments run at once, each in its own runtime and folder (their timings then include "
+                             "the others' load)")
     args = parser.parse_args(argv)
     from course.data import DATA_DIR_ENV, find_data_dir
 
@@ -369,7 +372,14 @@ def main(argv=None) -> int:
         clone = clone_repository(work / "repository", course_config.load().branch)
         log(f"  repository: {clone.url}@{clone.branch} (commit {clone.commit[:10]}"
             f"{f' + {len(clone.uncommitted)} uncommitted files' if clone.uncommitted else ''})")
-        rows = [student_path(ASSIGNMENTS[name], image, clone, work, mirror) for name in names]
+        if args.jobs > 1:
+            import concurrent.futures
+            import multiprocessing
+
+            with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+                rows = list(pool.map(student_path, [ASSIGNMENTS[name] for name in names], *zip(*[(image, clone, work, mirror)] * len(names))))
+        else:
+            rows = [student_path(ASSIGNMENTS[name], image, clone, work, mirror) for name in names]
     finally:
         if args.keep:
             log(f"kept {work}")

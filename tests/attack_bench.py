@@ -2,7 +2,8 @@
 
     python tests/attack_bench.py [--quick] [--jobs N] [NAME ...]
 
-Every submission of the catalogue below (the attacks of tests/test_adversarial.py, on assignment 1) is graded through
+Every submission of the catalogue below (the attacks of tests/test_adversarial_limits.py and
+test_adversarial_boundary.py, on assignment 1) is graded through
 the zip's own run_autograder, in the Gradescope environment (`make gradescope-env`), with the zip's own limits
 (`--quick`: the short limits the tests use), each measured from outside as `make bench-grading` measures. Columns:
 points gained over what the submission deserves without its attack (must be 0), points lost beyond it (what the
@@ -33,10 +34,14 @@ os.environ.setdefault("COURSE_GRANT_KERNEL_ACCESS", "1")
 
 import nbformat  # noqa: E402
 
-import test_adversarial as attacks  # noqa: E402
+import types  # noqa: E402
+
+import test_adversarial_boundary  # noqa: E402
+import test_adversarial_limits  # noqa: E402
 from autograder.assignments import ASSIGNMENTS, BUILD  # noqa: E402
 from test_grading import FULL, _insert_after_imports  # noqa: E402
 
+attacks = types.SimpleNamespace(**{**vars(test_adversarial_limits), **vars(test_adversarial_boundary)})
 A1 = ASSIGNMENTS["a1_tfidf"]
 REFERENCE = BUILD / "a1_tfidf" / "reference" / "a1_tfidf-reference.zip"
 QUICK_LIMITS = {"COURSE_CELL_TIMEOUT_S": "15", "COURSE_NOTEBOOK_TIMEOUT_S": "40", "COURSE_CALL_TIMEOUT_S": "5",

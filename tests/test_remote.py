@@ -20,7 +20,7 @@ import torch
 
 from autograder.sandbox import test_side, wire
 from remote_masters import remote_namespace
-from test_adversarial import LYING_RESULTS
+from test_adversarial_boundary import LYING_RESULTS
 
 NOTEBOOK = '''
 import time

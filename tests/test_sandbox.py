@@ -1,4 +1,4 @@
-"""The grading runtime's parts, one at a time (autograder/sandbox); tests/test_adversarial.py grades whole
+"""The grading runtime's parts, one at a time (autograder/sandbox); tests/test_adversarial_*.py grade whole
 submissions through the zip's entry point."""
 import json
 import os
