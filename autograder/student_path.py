@@ -374,10 +374,12 @@ def main(argv=None) -> int:
             f"{f' + {len(clone.uncommitted)} uncommitted files' if clone.uncommitted else ''})")
         if args.jobs > 1:
             import concurrent.futures
+            import functools
             import multiprocessing
 
+            run = functools.partial(student_path, image=image, clone=clone, work=work, mirror=mirror)
             with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-                rows = list(pool.map(student_path, [ASSIGNMENTS[name] for name in names], *zip(*[(image, clone, work, mirror)] * len(names))))
+                rows = list(pool.map(run, [ASSIGNMENTS[name] for name in names]))
         else:
             rows = [student_path(ASSIGNMENTS[name], image, clone, work, mirror) for name in names]
     finally:

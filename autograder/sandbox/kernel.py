@@ -3,8 +3,8 @@
 Forked from the zygote (sandbox.zygote) with torch already imported, it gives up root and sets its limits
 and closes its network (sandbox.users.confine) before anything of the submission runs; its standard input, the
 zygote's settings pipe, is /dev/null from its first line; then it is a small IPython shell driven by the
-supervisor: `run` one cell, `serve` the notebook's globals to the test process (sandbox.notebook_side). Nothing here is
-trusted: the notebook can change any of it, and then it changes only its own answers. Its time and memory are
+supervisor: `run` one cell, `serve` the notebook's globals to the test process (sandbox.notebook_side). Nothing
+here is trusted: the notebook can change any of it, and then it changes only its own answers. Its time and memory are
 watched from outside (the supervisor), its answers checked elsewhere (the test process).
 """
 from __future__ import annotations
